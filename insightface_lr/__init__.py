@@ -1,0 +1,29 @@
+"""insightface-lr: low-resolution face recognition by knowledge distillation for InsightFace.
+
+Importing the package has no side effects (no process group, no argument parsing, no mxnet) and
+stays cheap: heavy sub-modules are imported on first use of the public names below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it; resolved lazily (PEP 562)
+_PUBLIC = {
+    "Registry": "insightface_lr.registry",
+    "register_backbone": "insightface_lr.registry",
+    "register_head": "insightface_lr.registry",
+    "register_loss": "insightface_lr.registry",
+}
+
+__all__ = sorted(_PUBLIC) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'insightface_lr' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

@@ -1,0 +1,52 @@
+"""``insightface-lr`` command line: parse and dispatch only.
+
+Each sub-command lives in ``insightface_lr/commands/<name>.py`` with two functions,
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported lazily so that ``--help``
+and light commands (``info``, ``pack``) never pay for importing torch-heavy code they do not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .errors import InsightFaceLRError
+
+# name -> (module, one-line help). Add a line here when a command module lands.
+COMMANDS: dict[str, tuple[str, str]] = {
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="insightface-lr",
+        description="Low-resolution face recognition by distillation for InsightFace's ArcFace pipeline.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        command_parser.set_defaults(_module=module_name)
+        _module(module_name).add_arguments(command_parser)
+    return parser
+
+
+def _module(module_name: str):
+    return importlib.import_module(module_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(_module(args._module).run(args) or 0)
+    except InsightFaceLRError as exc:
+        # A user-fixable problem: one line naming the file/field, exit code 2 (as argparse does).
+        print(f"insightface-lr {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

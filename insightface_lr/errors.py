@@ -1,0 +1,30 @@
+"""Exceptions raised by insightface-lr.
+
+Every error a user can cause (bad file, bad config, bad flag) derives from :class:`InsightFaceLRError`
+so the command line can turn it into a one-line message and exit code 2 instead of a traceback.
+"""
+
+from __future__ import annotations
+
+
+class InsightFaceLRError(Exception):
+    """Base class of the errors a user can cause and fix."""
+
+
+class DataFormatError(InsightFaceLRError, ValueError):
+    """A data file (``.rec``, ``.idx``, ``.bin``, image bytes) is not in the expected format."""
+
+
+class ConfigError(InsightFaceLRError, ValueError):
+    """A config field or command-line flag is unknown, ill-typed or inconsistent."""
+
+
+class RegistryError(InsightFaceLRError, KeyError):
+    """A registry name is unknown or registered twice."""
+
+    def __str__(self) -> str:  # KeyError would quote the message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelLoadError(InsightFaceLRError, ValueError):
+    """A checkpoint or ONNX file cannot be used as the requested model."""

@@ -1,0 +1,34 @@
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+setup(
+    name="insightface-lr",
+    version="0.1.0",
+    description="Low-resolution face recognition by distillation for InsightFace's ArcFace pipeline",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["insightface_lr", "insightface_lr.*"]),
+    package_data={"insightface_lr": ["py.typed"]},
+    install_requires=[
+        # torch is pinned in the README's install command (an unpinned torch pulls GBs of CUDA wheels)
+        "torch>=2.1",
+        "numpy>=1.23",
+        "scikit-image>=0.21",
+        "pillow>=9",
+        "insightface>=0.7",
+        "onnx>=1.14",
+        "onnxruntime>=1.16",
+        "tqdm>=4.60",
+        "tensorboard>=2.12",
+        "matplotlib>=3.6",
+    ],
+    extras_require={
+        # mxnet 1.9.1 is dead upstream and breaks on numpy >= 1.24: only ever optional, in its own venv
+        "mxnet": ["mxnet==1.9.1", "numpy<1.24"],
+        "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
+    },
+    entry_points={"console_scripts": ["insightface-lr=insightface_lr.cli:main"]},
+)
