@@ -1,0 +1,1 @@
+"""Training: config adapter, trainer loop, teacher cache (import-light; see submodules)."""

@@ -1,0 +1,234 @@
+"""Training configuration: arcface_torch config files read as they are, plus our distillation fields.
+
+An arcface_torch config is a Python module that builds ``config = EasyDict()`` and sets fields
+(``network``, ``margin_list``, ``rec``, ``num_classes`` ...); its ``get_config`` first loads the sibling
+``base.py`` and updates it with the job's fields. :func:`load_config` does the same, without requiring
+``easydict`` to be installed, and turns the result into a typed, frozen :class:`TrainConfig`. Unknown or
+ill-typed fields are a :class:`ConfigError` naming the file and field.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import runpy
+import sys
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+# arcface_torch fields that only matter to its own loggers/loaders; accepted and ignored so that an
+# unmodified config file loads.
+IGNORED_ARCFACE_FIELDS = frozenset({
+    "wandb_key", "suffix_run_name", "using_wandb", "wandb_entity", "wandb_project", "wandb_log_all",
+    "save_artifacts", "wandb_resume", "dali_aug", "interclass_filtering_threshold",
+})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every field of an arcface_torch config we act on, plus ours (documented in the README)."""
+
+    # --- arcface_torch fields (names and defaults as in its configs/base.py) ---
+    network: str = "r50"
+    embedding_size: int = 512
+    margin_list: tuple[float, float, float] = (1.0, 0.5, 0.0)
+    sample_rate: float = 1.0
+    fp16: bool = False
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    num_epoch: int = 20
+    warmup_epoch: int = 0
+    rec: str = ""
+    num_classes: int = 0
+    num_image: int = 0
+    val_targets: tuple[str, ...] = ()
+    output: str | None = None
+    seed: int = 2048
+    num_workers: int = 2
+    verbose: int = 2000
+    frequent: int = 10
+    gradient_acc: int = 1
+    resume: bool = False
+    save_all_states: bool = False
+    dali: bool = False
+    # --- insightface-lr fields ---
+    distill: str = "none"                      # "--distill" spec, e.g. "aird" or "aird+ccface"
+    teacher: str | None = None                 # backbone.pth / checkpoint / .onnx of the HR teacher
+    teacher_network: str | None = None         # None: inferred from the checkpoint keys
+    student_input_size: int = 112              # native input of the student (16 for a 16-px student)
+    lr_sizes: tuple[int, ...] = (16,)          # training resolutions of the LR view (sampled per batch)
+    degrade: Mapping[str, Any] = field(default_factory=dict)   # DegradeConfig fields
+    # per-term config, e.g. {"aird": {"beta": 2.0}}
+    loss: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    distill_weights: Mapping[str, float] = field(default_factory=dict)   # per-term multiplier in the sum
+    margin_mode: str = "insightface"           # "insightface" (straight-through, parity) or "exact"
+    margin_weight: float = 1.0                 # weight of the student's own margin loss
+    facebn: str | None = None                  # FaceBN mode used in verification during training
+    plugins: tuple[str, ...] = ()              # modules imported so they can register their own parts
+    teacher_cache: bool = True
+    checkpoint_every: int = 0                  # steps between checkpoints (0: end of each epoch only)
+    max_steps: int = 0                         # stop after this many steps (0: num_epoch epochs)
+    clip_grad_norm: float = 5.0
+    val_sizes: tuple[int, ...] = ()            # LR sizes for verification during training (default lr_sizes)
+    device: str = "auto"                       # "auto", "cpu" or "cuda"
+
+    def __post_init__(self) -> None:
+        _check_values(self)
+
+
+def _check_values(cfg: TrainConfig) -> None:
+    if cfg.margin_mode not in ("insightface", "exact"):
+        raise ConfigError(f"field `margin_mode`: expected 'insightface' or 'exact', got {cfg.margin_mode!r}")
+    if cfg.optimizer not in ("sgd", "adamw"):
+        raise ConfigError(f"field `optimizer`: expected 'sgd' or 'adamw', got {cfg.optimizer!r}")
+    for name in ("batch_size", "num_epoch", "gradient_acc"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"field `{name}`: expected a positive integer, got {getattr(cfg, name)}")
+    for size in cfg.lr_sizes + cfg.val_sizes:
+        if not 4 <= size <= 112:
+            raise ConfigError(f"field `lr_sizes`/`val_sizes`: LR size {size} must be in 4..112 (HR input)")
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ConfigError(f"field `device`: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+class _EasyDict(dict):
+    """Stand-in for ``easydict.EasyDict`` so arcface_torch configs load without that package."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+
+def _run_config_module(path: Path) -> dict[str, Any]:
+    """Execute one config file and return its ``config`` mapping."""
+    shim = types.ModuleType("easydict")
+    shim.EasyDict = _EasyDict  # type: ignore[attr-defined]
+    saved = sys.modules.get("easydict")
+    sys.modules["easydict"] = saved or shim
+    try:
+        namespace = runpy.run_path(str(path))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except Exception as exc:  # a config is user code: report where it failed
+        raise ConfigError(f"config file {path}: failed to execute: {type(exc).__name__}: {exc}") from exc
+    finally:
+        if saved is None:
+            sys.modules.pop("easydict", None)
+    config = namespace.get("config")
+    if not isinstance(config, Mapping):
+        raise ConfigError(f"config file {path}: expected a module-level `config` (EasyDict/dict), found none")
+    return dict(config)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Fields of an arcface_torch-style config, merged over its sibling ``base.py`` as arcface_torch does."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    fields: dict[str, Any] = {}
+    base = path.with_name("base.py")
+    if base.is_file() and base.resolve() != path.resolve():
+        fields.update(_run_config_module(base))
+    fields.update(_run_config_module(path))
+    if fields.get("output") is None:
+        fields["output"] = str(Path("work_dirs") / path.stem)
+    return fields
+
+
+def build_config(fields: Mapping[str, Any], source: str = "config") -> TrainConfig:
+    """Validate and coerce a flat mapping of fields into a :class:`TrainConfig`."""
+    hints = typing.get_type_hints(TrainConfig)
+    values: dict[str, Any] = {}
+    for name, value in fields.items():
+        if name in IGNORED_ARCFACE_FIELDS:
+            continue
+        if name not in _FIELDS:
+            raise ConfigError(_unknown_field_message(name, source))
+        values[name] = _coerce(value, hints[name], f"{source}: field `{name}`")
+    return TrainConfig(**values)
+
+
+def _unknown_field_message(name: str, source: str) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, list(_FIELDS), n=1)
+    hint = f" (did you mean `{close[0]}`?)" if close else ""
+    return f"{source}: unknown field `{name}`{hint}"
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Coerce ``value`` to the annotated type or raise a ConfigError saying what was expected."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], where)
+    if origin is tuple:
+        if not isinstance(value, Sequence) or isinstance(value, str | bytes):
+            raise ConfigError(f"{where}: expected a list/tuple, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    if origin is not None and issubclass(origin, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a dict, got {value!r}")
+        return dict(value)
+    return _coerce_scalar(value, hint, where)
+
+
+def _coerce_scalar(value: Any, hint: Any, where: str) -> Any:
+    if hint is bool:
+        if isinstance(value, bool) or value in (0, 1):
+            return bool(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{where}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"lr=0.05"`` -> ``("lr", 0.05)``; values are Python literals, bare words are strings."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name:
+        raise ConfigError(f"--set {text!r}: expected FIELD=VALUE")
+    try:
+        value = ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        value = raw
+    return name.strip(), value
+
+
+def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
+    """Read a config file (or none: defaults) and apply command-line overrides on top."""
+    fields = read_config_file(path) if path is not None else {}
+    source = str(path) if path is not None else "defaults"
+    fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return build_config(fields, source=source)

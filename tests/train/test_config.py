@@ -1,0 +1,127 @@
+"""Config adapter: arcface_torch files load unchanged; overrides; clear errors for bad fields."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from insightface_lr.errors import ConfigError
+from insightface_lr.train.config import TrainConfig, build_config, load_config, parse_override
+
+# configs/base.py and configs/ms1mv3_r50.py as arcface_torch ships them (field names and values)
+ARCFACE_BASE = textwrap.dedent("""
+    from easydict import EasyDict as edict
+    config = edict()
+    config.margin_list = (1.0, 0.5, 0.0)
+    config.network = "r50"
+    config.resume = False
+    config.save_all_states = False
+    config.output = "ms1mv3_arcface_r50"
+    config.embedding_size = 512
+    config.sample_rate = 1
+    config.interclass_filtering_threshold = 0
+    config.fp16 = False
+    config.batch_size = 128
+    config.optimizer = "sgd"
+    config.lr = 0.1
+    config.momentum = 0.9
+    config.weight_decay = 5e-4
+    config.verbose = 2000
+    config.frequent = 10
+    config.dali = False
+    config.gradient_acc = 1
+    config.seed = 2048
+    config.num_workers = 2
+    config.wandb_key = "XXXX"
+    config.suffix_run_name = None
+    config.using_wandb = False
+    config.wandb_entity = "entity"
+    config.wandb_project = "project"
+    config.wandb_log_all = True
+    config.save_artifacts = False
+    config.wandb_resume = False
+""")
+ARCFACE_JOB = textwrap.dedent("""
+    from easydict import EasyDict as edict
+    config = edict()
+    config.margin_list = (1.0, 0.5, 0.0)
+    config.network = "r50"
+    config.resume = False
+    config.output = None
+    config.embedding_size = 512
+    config.sample_rate = 1.0
+    config.fp16 = True
+    config.momentum = 0.9
+    config.weight_decay = 5e-4
+    config.batch_size = 128
+    config.lr = 0.2
+    config.verbose = 2000
+    config.dali = False
+    config.rec = "/train_tmp/ms1m-retinaface-t1"
+    config.num_classes = 93431
+    config.num_image = 5179510
+    config.num_epoch = 25
+    config.warmup_epoch = 2
+    config.val_targets = ['lfw', 'cfp_fp', "agedb_30"]
+""")
+
+
+@pytest.fixture
+def arcface_configs(tmp_path):
+    (tmp_path / "base.py").write_text(ARCFACE_BASE)
+    job = tmp_path / "ms1mv3_r50.py"
+    job.write_text(ARCFACE_JOB)
+    return job
+
+
+def test_unmodified_arcface_config_loads_over_base(arcface_configs) -> None:
+    cfg = load_config(arcface_configs)
+    assert isinstance(cfg, TrainConfig)
+    assert cfg.network == "r50" and cfg.num_classes == 93431 and cfg.lr == 0.2 and cfg.fp16 is True
+    assert cfg.val_targets == ("lfw", "cfp_fp", "agedb_30")
+    assert cfg.seed == 2048 and cfg.optimizer == "sgd"  # from base.py
+    assert cfg.output == "work_dirs/ms1mv3_r50"  # output None -> work_dirs/<name>, as arcface_torch does
+    assert cfg.sample_rate == 1.0 and isinstance(cfg.sample_rate, float)
+
+
+def test_command_line_overrides(arcface_configs) -> None:
+    cfg = load_config(arcface_configs, {"distill": "aird", "teacher": "t.pth", "lr_sizes": [16, 12]})
+    assert cfg.distill == "aird" and cfg.teacher == "t.pth" and cfg.lr_sizes == (16, 12)
+    assert parse_override("lr=0.05") == ("lr", 0.05)
+    assert parse_override("network=mbf") == ("network", "mbf")
+
+
+def test_unknown_field_names_file_and_suggests(arcface_configs) -> None:
+    arcface_configs.write_text(ARCFACE_JOB + "config.distil = 'aird'\n")
+    with pytest.raises(ConfigError, match=r"ms1mv3_r50.py: unknown field `distil` \(did you mean `distill`\?\)"):
+        load_config(arcface_configs)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"batch_size": "big"}, r"field `batch_size`: expected int, got 'big'"),
+        ({"lr": True}, r"field `lr`: expected float"),
+        ({"margin_list": (1.0, 0.5)}, r"field `margin_list`: expected 3 values"),
+        ({"lr_sizes": [200]}, r"LR size 200"),
+        ({"margin_mode": "fast"}, r"margin_mode"),
+        ({"batch_size": 0}, r"batch_size"),
+    ],
+)
+def test_ill_typed_fields_are_clear_errors(fields, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_config(fields, source="job.py")
+
+
+def test_missing_file_and_broken_file(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.py")
+    broken = tmp_path / "broken.py"
+    broken.write_text("config = dict(\n")
+    with pytest.raises(ConfigError, match="broken.py: failed to execute"):
+        load_config(broken)
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(ConfigError, match="module-level `config`"):
+        load_config(empty)
