@@ -94,7 +94,8 @@ def test_command_line_overrides(arcface_configs) -> None:
 
 def test_unknown_field_names_file_and_suggests(arcface_configs) -> None:
     arcface_configs.write_text(ARCFACE_JOB + "config.distil = 'aird'\n")
-    with pytest.raises(ConfigError, match=r"ms1mv3_r50.py: unknown field `distil` \(did you mean `distill`\?\)"):
+    expected = r"ms1mv3_r50.py: unknown field `distil` \(did you mean `distill`\?\)"
+    with pytest.raises(ConfigError, match=expected):
         load_config(arcface_configs)
 
 
