@@ -1,0 +1,198 @@
+"""Compose registered distillation terms from a ``--distill aird+ccface`` style spec.
+
+Every term is an ``nn.Module`` registered with ``@register_loss(name)`` and built as
+``LOSSES.build(name, dims, **config_fields)``; its ``forward(inputs)`` returns a flat dict of
+tensors with a ``"loss"`` key (already weighted by the term's own alpha/beta) plus named parts for
+logging. The :class:`Distiller` sums ``weight * loss`` over the selected terms.
+
+A user's term registered from a plugin module only needs the same signature: ``(dims, **fields)``
+-> module whose forward takes :class:`DistillInputs` and returns ``{"loss": ..., ...}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError
+from ..registry import LOSSES
+
+
+@dataclass
+class DistillInputs:
+    """What the trainer hands to every term for one batch of B faces."""
+
+    student: Tensor  # [B, Ds] student embedding of the LR view (requires grad)
+    teacher: Tensor  # [B, Dt] teacher embedding of the HR view (no grad; may come from a cache)
+    labels: Tensor  # [B] int64 global identity labels
+    teacher_centres: Tensor | None = None  # [C, Dt] frozen teacher classifier W_t, or None
+    student_logits: Tensor | None = None  # [B, C] student cosine logits (unscaled), or None
+    student_hr: Tensor | None = None  # [B, Ds] student embedding of the HR view (optional)
+
+
+@dataclass(frozen=True)
+class DistillDims:
+    """Sizes a term needs to build its parameters (adaptors, predictors)."""
+
+    student_dim: int
+    teacher_dim: int
+    num_classes: int
+
+
+def as_float(x: Tensor) -> Tensor:
+    """Half/bfloat16 -> float32 (softmax over s=64 logits and KL overflow in fp16); float64 kept."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def make_adaptor(in_dim: int, out_dim: int) -> nn.Module:
+    """Learnable linear map student -> teacher space when the widths differ, else identity."""
+    return nn.Identity() if in_dim == out_dim else nn.Linear(in_dim, out_dim, bias=False)
+
+
+def make_config(config_class: type, term: str, fields: Mapping[str, Any]) -> Any:
+    """Build a frozen config dataclass; an unknown field is a ConfigError listing the valid ones."""
+    valid = [f.name for f in dataclasses.fields(config_class)]
+    unknown = sorted(set(fields) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"distill config for {term!r}: unknown field(s) {', '.join(unknown)}; "
+            f"valid fields: {', '.join(valid)}"
+        )
+    return config_class(**fields)
+
+
+def check_positive(term: str, **values: float) -> None:
+    """Config validation shared by the terms' ``__post_init__``."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigError(f"distill config for {term!r}: field {name} must be > 0, got {value!r}")
+
+
+class DistillTerm(nn.Module):
+    """Base of the built-in terms: holds dims and a validated frozen config."""
+
+    name: ClassVar[str] = "?"
+    config_class: ClassVar[type]
+    #: the term cannot run without ``inputs.teacher_centres``
+    requires_teacher_centres: ClassVar[bool] = False
+    #: the term uses ``inputs.teacher_centres`` when given (the trainer should pass them if it has them)
+    uses_teacher_centres: ClassVar[bool] = False
+
+    def __init__(self, dims: DistillDims, **fields: Any) -> None:
+        super().__init__()
+        self.dims = dims
+        self.config = make_config(self.config_class, self.name, fields)
+
+    def pair(self, inputs: DistillInputs) -> tuple[Tensor, Tensor]:
+        """(student [B, Ds], teacher [B, Dt] detached) in float32/64, with shapes checked."""
+        student, teacher = as_float(inputs.student), as_float(inputs.teacher).detach()
+        expected = (self.dims.student_dim, self.dims.teacher_dim)
+        if student.ndim != 2 or teacher.ndim != 2 or (student.shape[1], teacher.shape[1]) != expected:
+            raise ConfigError(
+                f"distill term {self.name!r}: expected student [B, {expected[0]}] and "
+                f"teacher [B, {expected[1]}] "
+                f"(DistillDims), got {tuple(student.shape)} and {tuple(teacher.shape)}"
+            )
+        if student.shape[0] != teacher.shape[0]:
+            raise ConfigError(f"distill term {self.name!r}: student and teacher batch sizes differ")
+        return student, teacher
+
+    def centres(self, inputs: DistillInputs, required: bool = True) -> Tensor | None:
+        """Teacher classifier W_t [C, Dt] (detached), or a ConfigError naming what is missing."""
+        w = inputs.teacher_centres
+        if w is None:
+            if required:
+                raise ConfigError(
+                    f"distill term {self.name!r} needs teacher_centres: the frozen teacher classifier W_t "
+                    f"[num_classes, {self.dims.teacher_dim}] trained on the same identities "
+                    "(teacher checkpoint with its margin head / partial-FC weights)"
+                )
+            return None
+        if w.ndim != 2 or w.shape[1] != self.dims.teacher_dim:
+            raise ConfigError(
+                f"distill term {self.name!r}: teacher_centres must be [C, {self.dims.teacher_dim}], "
+                f"got {tuple(w.shape)}"
+            )
+        return as_float(w).detach()
+
+
+class Distiller(nn.Module):
+    """Weighted sum of named terms; ``forward(inputs) -> (total, parts)``.
+
+    ``parts`` maps ``"<term>/<part>"`` to detached scalars for logging (``"aird/loss"``,
+    ``"aird/instance"``, ...); ``total = sum_k weight_k * term_k(inputs)["loss"]``.
+    """
+
+    def __init__(self, terms: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None) -> None:
+        super().__init__()
+        self.terms = nn.ModuleDict(dict(terms))
+        weights = dict(weights or {})
+        self.weights = {name: float(weights.get(name, 1.0)) for name in self.terms}
+
+    @property
+    def requires_teacher_centres(self) -> bool:
+        return any(getattr(t, "requires_teacher_centres", False) for t in self.terms.values())
+
+    @property
+    def uses_teacher_centres(self) -> bool:
+        return self.requires_teacher_centres or any(
+            getattr(t, "uses_teacher_centres", False) for t in self.terms.values()
+        )
+
+    def forward(self, inputs: DistillInputs) -> tuple[Tensor, dict[str, Tensor]]:
+        total = torch.zeros((), device=inputs.student.device)
+        parts: dict[str, Tensor] = {}
+        for name, term in self.terms.items():
+            # losses in fp32 even inside the trainer's AMP region: s = 64 logits, exp and KL need the range
+            with torch.autocast(inputs.student.device.type, enabled=False):
+                out = term(inputs)
+            if "loss" not in out:
+                raise ConfigError(f"distill term {name!r} returned no 'loss' key (got {sorted(out)})")
+            total = total + self.weights[name] * out["loss"]
+            for key, value in out.items():
+                parts[f"{name}/{key}"] = value.detach().float()
+        return total, parts
+
+
+def parse_spec(spec: str) -> list[str]:
+    """``"aird+ccface"`` -> ``["aird", "ccface"]``; ``"none"`` or ``""`` -> ``[]``."""
+    names = [token.strip() for token in spec.split("+")] if spec.strip() else []
+    if names == ["none"]:
+        return []
+    if "none" in names or "" in names:
+        raise ConfigError(f"--distill {spec!r}: 'none' and empty names cannot be combined with other terms")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"--distill {spec!r}: a term is listed twice")
+    return names
+
+
+def build_distiller(
+    spec: str,
+    dims: DistillDims,
+    config: Mapping[str, Mapping[str, Any]] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> Distiller:
+    """Build the terms named in ``spec`` (each from ``LOSSES``) with their config fields.
+
+    ``config`` and ``weights`` are keyed by term name. A key naming a registered loss that is not
+    selected is ignored (one recipe may configure several terms); any other key is a ConfigError.
+    An unknown term name raises RegistryError listing the registered ones.
+    """
+    names = parse_spec(spec)
+    config, weights = dict(config or {}), dict(weights or {})
+    for field, mapping in (("distill config", config), ("distill weights", weights)):
+        stray = sorted(k for k in mapping if k not in names and k not in LOSSES)
+        if stray:
+            raise ConfigError(f"{field}: unknown term(s) {', '.join(stray)}; selected terms: {names}")
+    terms: dict[str, nn.Module] = {}
+    for name in names:
+        term = LOSSES.build(name, dims, **dict(config.get(name, {})))
+        if not isinstance(term, nn.Module):
+            raise ConfigError(f"distill term {name!r} must build an nn.Module, got {type(term).__name__}")
+        terms[name] = term
+    return Distiller(terms, {n: weights[n] for n in names if n in weights})
