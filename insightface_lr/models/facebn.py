@@ -1,0 +1,254 @@
+"""FaceBN: test-time BatchNorm statistics adaptation for faces at a new resolution.
+
+A model trained on HR faces normalises LR activations with HR statistics; FaceBN keeps every BN layer's
+affine ``gamma``/``beta`` and replaces ``(running_mean, running_var)`` with statistics of the test faces,
+``y = gamma * (x - mu_test) / sqrt(var_test + eps) + beta`` (AdaBN, Li et al. 2016, applied per
+resolution; see METHODS.md "FaceBN"). Modes:
+
+* ``"batch"``: statistics of the current batch (biased variance, as BN normalises in training); B >= 2.
+* ``"online"``: a running estimate from the source statistics, ``mu <- (1-m) mu + m mu_batch`` (and the
+  same for the unbiased variance, as ``nn.BatchNorm`` keeps it), updated before normalising each batch.
+* ``"calibrate"``: :meth:`FaceBN.calibrate` makes one pass over unlabeled target faces, normalising each
+  batch with its own statistics, and stores the exact mean and (population) variance of every BN input
+  over the whole pass; later forwards use them, frozen.
+
+The wrapped model is never changed: the stats live in FaceBN's banks (one per input height when
+``per_resolution``), BN forwards are swapped for a functional ``batch_norm`` only while
+:meth:`FaceBN.forward` runs, and the model runs in eval mode (dropout off) during that call.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, DataFormatError
+
+MODES = ("batch", "online", "calibrate")
+Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer name -> (mean [C], var [C])
+
+
+class FaceBN(nn.Module):
+    """Wrap ``model``; ``FaceBN(model)(x)`` is ``model(x)`` with test statistics in its BN layers.
+
+    Args:
+        model: any module with ``BatchNorm2d`` layers (tracking running stats).
+        mode: ``"batch"``, ``"online"`` or ``"calibrate"`` (see module docstring).
+        momentum: ``m`` of the online update (METHODS.md default 0.1).
+        include_bn1d: adapt ``BatchNorm1d`` layers too (e.g. IResNet's ``features`` on ``[B, 512]``).
+        per_resolution: keep a separate statistics bank per input height ``x.shape[-2]``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        mode: str = "batch",
+        momentum: float = 0.1,
+        include_bn1d: bool = False,
+        per_resolution: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in MODES:
+            raise ConfigError(f"FaceBN mode must be one of {MODES}, got {mode!r}")
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ConfigError(f"FaceBN momentum must be in [0, 1], got {momentum!r}")
+        self.module = model
+        self.mode, self.momentum = mode, float(momentum)
+        self.include_bn1d, self.per_resolution = bool(include_bn1d), bool(per_resolution)
+        self._layers = _adaptable_layers(model, include_bn1d)
+        if not self._layers:
+            raise ConfigError(f"FaceBN: {type(model).__name__} has no BatchNorm layer with running stats")
+        # detached clones: the source statistics stay exactly recoverable whatever the model does later
+        self._source: Stats = {
+            name: (bn.running_mean.detach().clone(), bn.running_var.detach().clone())
+            for name, bn in self._layers.items()
+        }
+        self._banks: dict[int | None, Stats] = {}
+        self._calibrated = False
+
+    def reset(self) -> None:
+        """Forget adapted statistics: every bank restarts from the source (training) statistics."""
+        self._banks.clear()
+        self._calibrated = False
+
+    def statistics(self, resolution: int | None = None) -> Stats:
+        """Current ``{layer: (mean, var)}`` of the bank for ``resolution`` (source stats if untouched)."""
+        key = resolution if self.per_resolution else None
+        return {name: (m.clone(), v.clone()) for name, (m, v) in self._banks.get(key, self._source).items()}
+
+    def train(self, mode: bool = True) -> FaceBN:
+        # only the flag: the wrapped model always runs in eval during forward (dropout stays off)
+        self.training = mode
+        return self
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        """``model(x, ...)`` with adapted BN statistics. ``x``: ``[B, C, H, W]`` faces."""
+        if self.mode == "batch" and x.shape[0] < 2:
+            raise ConfigError(
+                f"FaceBN mode='batch' needs batch size >= 2 to estimate statistics, got batch size "
+                f"{x.shape[0]}; use mode='online' or mode='calibrate' for single faces"
+            )
+        if self.mode == "calibrate" and not self._calibrated:
+            raise ConfigError("FaceBN mode='calibrate': call .calibrate(target_faces) first (again after reset())")
+        key = self._key(x)
+        if self.mode == "calibrate" and key not in self._banks:
+            known = sorted(k for k in self._banks if k is not None)
+            raise ConfigError(f"FaceBN was calibrated for input heights {known}, not {key}; calibrate it too")
+        with self._swapped(lambda name, bn, h: self._normalise(name, bn, h, key)):
+            return self.module(x, *args, **kwargs)
+
+    @torch.no_grad()
+    def calibrate(self, batches: Iterable[Any], image_key: str = "image") -> FaceBN:
+        """One pass over unlabeled target faces, then frozen: exact per-layer mean/variance of the pass.
+
+        ``batches`` yields ``[B, C, H, W]`` tensors, sequences whose first item is one (``(x, y)``), or
+        mappings with ``image_key``. Returns ``self``.
+        """
+        if self.mode == "batch":
+            raise ConfigError("FaceBN mode='batch' uses each batch's own statistics; calibrate() needs "
+                              "mode='calibrate' (or 'online' to start the running estimate from it)")
+        moments: dict[int | None, dict[str, _Moments]] = {}
+        for x in _images(batches, image_key):
+            bank = moments.setdefault(self._key(x), {})
+            with self._swapped(functools.partial(self._accumulate, bank=bank)):
+                self.module(x)
+        if not moments:
+            raise DataFormatError("FaceBN.calibrate: the iterable of target faces yielded no batch")
+        self._banks = {
+            key: {n: tuple(map(_plain, m.result())) for n, m in bank.items()} for key, bank in moments.items()
+        }
+        self._calibrated = True
+        return self
+
+    # --- internals -------------------------------------------------------------------------------
+    def _key(self, x: torch.Tensor) -> int | None:
+        return int(x.shape[-2]) if self.per_resolution else None
+
+    def _normalise(self, name: str, bn: nn.Module, h: torch.Tensor, key: int | None) -> torch.Tensor:
+        if self.mode == "batch":  # running stats None + training=True: F.batch_norm uses batch statistics
+            return F.batch_norm(h, None, None, _frozen(bn.weight), _frozen(bn.bias), True, 0.0, bn.eps)
+        bank = self._banks.setdefault(key, dict(self._source))
+        mean, var = bank[name]
+        if self.mode == "online":
+            mean, var = _online_update(h, mean, var, self.momentum)
+            bank[name] = (_plain(mean), _plain(var))
+        return F.batch_norm(
+            h, mean.to(h.device), var.to(h.device), _frozen(bn.weight), _frozen(bn.bias), False, 0.0, bn.eps
+        )
+
+    def _accumulate(self, name: str, bn: nn.Module, h: torch.Tensor,
+                    bank: dict[str, _Moments]) -> torch.Tensor:
+        moments = bank.setdefault(name, _Moments())
+        moments.update(h)
+        if h.numel() // h.shape[1] < 2:  # one value per channel has no variance: normalise with source stats
+            mean, var = self._source[name]
+            weight, bias = _frozen(bn.weight), _frozen(bn.bias)
+            return F.batch_norm(h, mean.to(h.device), var.to(h.device), weight, bias, False, 0.0, bn.eps)
+        # later layers must see inputs normalised as adapted: use the batch's own statistics meanwhile
+        return F.batch_norm(h, None, None, _frozen(bn.weight), _frozen(bn.bias), True, 0.0, bn.eps)
+
+    @contextmanager
+    def _swapped(self, norm_fn) -> Iterator[None]:
+        """Route every adaptable BN through ``norm_fn(name, bn, input)`` and the model through eval mode."""
+        flags = [(m, m.training) for m in self.module.modules()]  # restored one by one: mixed modes stay
+        self.module.eval()
+        try:
+            for name, bn in self._layers.items():
+                # an instance attribute shadows the class's forward; deleted again below
+                bn.forward = _bound(norm_fn, name, bn)
+            yield
+        finally:
+            for bn in self._layers.values():
+                bn.__dict__.pop("forward", None)
+            for m, flag in flags:
+                m.training = flag
+
+
+class _Moments:
+    """Exact per-channel count, mean and sum of squared deviations, merged batch by batch (Chan et al.)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+
+    def update(self, h: torch.Tensor) -> None:
+        flat = h.detach().transpose(0, 1).reshape(h.shape[1], -1).double()  # [C, N*H*W]
+        n = flat.shape[1]
+        mean = flat.mean(dim=1)
+        m2 = ((flat - mean[:, None]) ** 2).sum(dim=1)
+        if self.mean is None:
+            self.count, self.mean, self.m2 = n, mean, m2
+            return
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (n / total)
+        self.m2 = self.m2 + m2 + delta**2 * (self.count * n / total)
+        self.count = total
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.mean is not None and self.m2 is not None
+        return self.mean.float(), (self.m2 / self.count).float()
+
+
+def _online_update(
+    h: torch.Tensor, mean: torch.Tensor, var: torch.Tensor, m: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``mu <- (1-m) mu + m mu_batch``, same for the unbiased variance (kept if one value per channel)."""
+    dims = [d for d in range(h.dim()) if d != 1]
+    values = h.detach().float()
+    mean = mean.to(h.device)
+    var = var.to(h.device)
+    # out-of-place on purpose: banks filled under inference_mode must not be updated in place later
+    new_mean = (1 - m) * mean + m * values.mean(dim=dims)
+    if h.numel() // h.shape[1] > 1:
+        var = (1 - m) * var + m * values.var(dim=dims, unbiased=True)
+    return new_mean, var
+
+
+def _adaptable_layers(model: nn.Module, include_bn1d: bool) -> dict[str, nn.Module]:
+    kinds: tuple[type, ...] = (nn.BatchNorm2d, nn.BatchNorm1d) if include_bn1d else (nn.BatchNorm2d,)
+    return {
+        name: m
+        for name, m in model.named_modules()
+        if isinstance(m, kinds) and m.running_mean is not None and m.running_var is not None
+    }
+
+
+def _plain(t: torch.Tensor) -> torch.Tensor:
+    """A normal tensor: stats made under ``inference_mode`` could not be used by autograd afterwards."""
+    if not t.is_inference():
+        return t
+    with torch.inference_mode(False):
+        return t.clone()
+
+
+def _frozen(param: torch.Tensor | None) -> torch.Tensor | None:
+    return None if param is None else param.detach()  # gamma/beta are used, never trained, by FaceBN
+
+
+def _bound(norm_fn, name: str, bn: nn.Module):
+    return lambda h: norm_fn(name, bn, h)
+
+
+def _images(batches: Iterable[Any], image_key: str) -> Iterator[torch.Tensor]:
+    if isinstance(batches, torch.Tensor):
+        raise DataFormatError("FaceBN.calibrate expects an iterable of batches, e.g. [x] or a DataLoader, "
+                              f"not a single tensor of shape {list(batches.shape)}")
+    for index, item in enumerate(batches):
+        if isinstance(item, Mapping):
+            item = item.get(image_key)
+        elif isinstance(item, (tuple, list)) and item:
+            item = item[0]
+        if not isinstance(item, torch.Tensor) or item.dim() != 4:
+            raise DataFormatError(
+                f"FaceBN.calibrate: batch {index} is not a [B, C, H, W] tensor (nor (x, ...) or "
+                f"{{{image_key!r}: x}}); got {type(item).__name__}"
+            )
+        yield item
