@@ -16,6 +16,11 @@ from .errors import InsightFaceLRError
 
 # name -> (module, one-line help). Add a line here when a command module lands.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "info": ("insightface_lr.commands.info", "describe a .rec/.idx or .bin file (identities, images, sizes)"),
+    "pack": ("insightface_lr.commands.pack", "pack an image folder (one sub-folder per identity) into train.rec/.idx"),
+    "export": ("insightface_lr.commands.export", "export a student to ONNX (and an insightface model package)"),
+    "train": ("insightface_lr.commands.train", "train a student (optionally distilled) from an arcface_torch config"),
+    "synth": ("insightface_lr.commands.synth", "write the embedded synthetic face set as .rec/.idx + .bin"),
 }
 
 

@@ -2,77 +2,24 @@
 
 from __future__ import annotations
 
-import textwrap
+import shutil
+from pathlib import Path
 
 import pytest
 
 from insightface_lr.errors import ConfigError
 from insightface_lr.train.config import TrainConfig, build_config, load_config, parse_override
 
-# configs/base.py and configs/ms1mv3_r50.py as arcface_torch ships them (field names and values)
-ARCFACE_BASE = textwrap.dedent("""
-    from easydict import EasyDict as edict
-    config = edict()
-    config.margin_list = (1.0, 0.5, 0.0)
-    config.network = "r50"
-    config.resume = False
-    config.save_all_states = False
-    config.output = "ms1mv3_arcface_r50"
-    config.embedding_size = 512
-    config.sample_rate = 1
-    config.interclass_filtering_threshold = 0
-    config.fp16 = False
-    config.batch_size = 128
-    config.optimizer = "sgd"
-    config.lr = 0.1
-    config.momentum = 0.9
-    config.weight_decay = 5e-4
-    config.verbose = 2000
-    config.frequent = 10
-    config.dali = False
-    config.gradient_acc = 1
-    config.seed = 2048
-    config.num_workers = 2
-    config.wandb_key = "XXXX"
-    config.suffix_run_name = None
-    config.using_wandb = False
-    config.wandb_entity = "entity"
-    config.wandb_project = "project"
-    config.wandb_log_all = True
-    config.save_artifacts = False
-    config.wandb_resume = False
-""")
-ARCFACE_JOB = textwrap.dedent("""
-    from easydict import EasyDict as edict
-    config = edict()
-    config.margin_list = (1.0, 0.5, 0.0)
-    config.network = "r50"
-    config.resume = False
-    config.output = None
-    config.embedding_size = 512
-    config.sample_rate = 1.0
-    config.fp16 = True
-    config.momentum = 0.9
-    config.weight_decay = 5e-4
-    config.batch_size = 128
-    config.lr = 0.2
-    config.verbose = 2000
-    config.dali = False
-    config.rec = "/train_tmp/ms1m-retinaface-t1"
-    config.num_classes = 93431
-    config.num_image = 5179510
-    config.num_epoch = 25
-    config.warmup_epoch = 2
-    config.val_targets = ['lfw', 'cfp_fp', "agedb_30"]
-""")
+# arcface_torch's configs/base.py and configs/ms1mv3_r50.py, as a user has them
+ARCFACE_CONFIGS = Path(__file__).parents[1] / "fixtures" / "arcface_torch_configs"
+ARCFACE_JOB = (ARCFACE_CONFIGS / "ms1mv3_r50.py").read_text()
 
 
 @pytest.fixture
 def arcface_configs(tmp_path):
-    (tmp_path / "base.py").write_text(ARCFACE_BASE)
-    job = tmp_path / "ms1mv3_r50.py"
-    job.write_text(ARCFACE_JOB)
-    return job
+    for name in ("base.py", "ms1mv3_r50.py"):
+        shutil.copy(ARCFACE_CONFIGS / name, tmp_path / name)
+    return tmp_path / "ms1mv3_r50.py"
 
 
 def test_unmodified_arcface_config_loads_over_base(arcface_configs) -> None:

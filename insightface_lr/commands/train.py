@@ -1,0 +1,67 @@
+"""``insightface-lr train CONFIG [flags]`` and ``torchrun ... -m insightface_lr.train CONFIG [flags]``.
+
+CONFIG is an arcface_torch config file, unchanged; flags override its fields (``--distill aird
+--teacher backbone.pth --lr-size 16``); ``--set FIELD=VALUE`` overrides any other field.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", nargs="?", help="arcface_torch-style config file (.py); defaults if omitted")
+    parser.add_argument("--distill", help="distillation spec, e.g. aird, kd, aird+ccface, none")
+    parser.add_argument("--teacher", help="teacher: arcface_torch backbone.pth, our .pt, or insightface .onnx")
+    parser.add_argument("--teacher-network", help="teacher backbone name (inferred from its keys if omitted)")
+    parser.add_argument("--lr-size", type=_sizes, help="LR training size(s), e.g. 16 or 12,16")
+    parser.add_argument("--network", help="student backbone (r18, r50, mbf, bridge_student, ...)")
+    parser.add_argument("--student-input-size", type=int, help="student's native input size (e.g. 16)")
+    parser.add_argument("--rec", help="folder with train.rec/train.idx (and val .bin files)")
+    parser.add_argument("--output", help="output folder (checkpoints, logs, student.pt)")
+    parser.add_argument("--batch-size", type=int, help="per-process batch size")
+    parser.add_argument("--lr", type=float, help="base learning rate")
+    parser.add_argument("--num-epoch", type=int)
+    parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override any config field (Python literal values), repeatable")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or logs")
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict:
+    from ..train.config import parse_override
+
+    flags = {
+        "distill": args.distill, "teacher": args.teacher, "teacher_network": args.teacher_network,
+        "lr_sizes": args.lr_size, "network": args.network, "student_input_size": args.student_input_size,
+        "rec": args.rec, "output": args.output, "batch_size": args.batch_size, "lr": args.lr,
+        "num_epoch": args.num_epoch, "max_steps": args.max_steps, "device": args.device, "resume": args.resume,
+    }
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    overrides.update(parse_override(item) for item in args.set)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train.config import load_config
+    from ..train.distributed import cleanup, init_distributed
+    from ..train.trainer import Trainer
+
+    cfg = load_config(args.config, overrides_from_args(args))
+    ctx = init_distributed(cfg.device)
+    try:
+        path = Trainer(cfg, ctx, progress=not args.no_progress).fit()
+        if ctx.is_main:
+            print(f"student saved to {path}")
+    finally:
+        cleanup()
+    return 0

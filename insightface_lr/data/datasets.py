@@ -1,0 +1,151 @@
+"""Training-set datasets: InsightFace ``train.rec`` and image folders, plus folder -> ``.rec`` packing.
+
+Both datasets return ``(image, label)`` with ``image`` a uint8 RGB tensor ``[3, H, W]`` (no
+normalisation: the degradation pipeline and the models normalise on batches) and ``label`` an int.
+Both are picklable with no open file, so they work in ``DataLoader(num_workers > 0)``.
+"""
+
+from __future__ import annotations
+
+import os
+from array import array
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataFormatError
+from .image_codec import decode_image, image_size
+from .recordio import RecordReader, unpack, write_rec_dataset
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+def _to_tensor(rgb) -> torch.Tensor:
+    return torch.from_numpy(rgb).permute(2, 0, 1).contiguous()  # HWC -> CHW, still uint8
+
+
+def read_property(path: str | os.PathLike) -> tuple[int, int, int]:
+    """InsightFace's ``property`` file: ``(num_classes, height, width)``."""
+    text = Path(path).read_text(encoding="ascii", errors="replace").strip()
+    try:
+        num_classes, height, width = (int(x) for x in text.split(","))
+    except ValueError:
+        raise DataFormatError(f"{path}: expected 'num_classes,height,width', got {text[:60]!r}") from None
+    return num_classes, height, width
+
+
+class RecordDataset(Dataset):
+    """An InsightFace ``train.rec`` (+ ``train.idx``), read without mxnet.
+
+    ``rec_path`` is the ``.rec`` file or the folder holding ``train.rec``. When record 0 is an
+    InsightFace header (``flag > 0``), the images are keys ``1 .. label[0] - 1`` exactly as
+    arcface_torch's ``MXFaceDataset`` reads them; otherwise every key of the index is an image.
+    A multi-label image record (``flag > 0``) has label ``label[0]``.
+    """
+
+    def __init__(self, rec_path: str | os.PathLike, idx_path: str | os.PathLike | None = None,
+                 transform: Transform | None = None) -> None:
+        path = Path(rec_path)
+        self.rec_path = path / "train.rec" if path.is_dir() else path
+        self.reader = RecordReader(self.rec_path, idx_path)
+        self.transform = transform
+        self.identity_range: tuple[int, int] | None = None
+        header = unpack(self.reader.read_idx(0), f"{self.rec_path}[key 0]")[0] if 0 in self.reader else None
+        if header is not None and header.flag > 0:
+            first = int(header.label[0])
+            self.identity_range = (first, int(header.label[1]) if header.flag > 1 else first)
+            self.keys = array("q", range(1, first))
+        else:
+            self.keys = array("q", self.reader.keys)
+        missing = [k for k in self.keys[:1] + self.keys[-1:] if k not in self.reader]
+        if missing:
+            raise DataFormatError(f"{self.rec_path}: record 0 announces image key {missing[0]}, "
+                                  "which is not in the index")
+        self._labels: list[int] | None = None
+        prop = self.rec_path.with_name("property")  # InsightFace's folder-level file, describing train.rec
+        self.property = read_property(prop) if prop.is_file() and self.rec_path.name == "train.rec" else None
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def _read(self, key: int) -> tuple[int, bytes]:
+        header, payload = unpack(self.reader.read_idx(key), f"{self.rec_path}[key {key}]")
+        return int(header.label[0] if header.flag > 0 else header.label), payload
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        key = self.keys[index]
+        label, payload = self._read(key)
+        image = _to_tensor(decode_image(payload, source=f"{self.rec_path}[key {key}]"))
+        return (self.transform(image) if self.transform else image), label
+
+    @property
+    def labels(self) -> list[int]:
+        """Label of every image, in dataset order (read from the record headers once, then cached)."""
+        if self._labels is None:
+            self._labels = [self._read(key)[0] for key in self.keys]
+        return self._labels
+
+    @property
+    def num_classes(self) -> int:
+        """From the ``property`` file next to the ``.rec`` when present, else ``max(labels) + 1``."""
+        if self.property is not None:
+            return self.property[0]
+        return max(self.labels, default=-1) + 1
+
+
+class ImageFolderDataset(Dataset):
+    """``root/<identity>/<image>.{jpg,jpeg,png}``: sorted folder names get labels ``0 .. C-1``."""
+
+    def __init__(self, root: str | os.PathLike, transform: Transform | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataFormatError(f"{self.root}: image folder not found")
+        self.classes = sorted(p.name for p in self.root.iterdir() if p.is_dir() and p.name[:1] != ".")
+        if not self.classes:
+            raise DataFormatError(f"{self.root}: no identity sub-folders (expected root/<identity>/<images>)")
+        self.samples: list[tuple[Path, int]] = []
+        for label, name in enumerate(self.classes):
+            files = sorted(p for p in (self.root / name).iterdir()
+                           if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise DataFormatError(f"{self.root / name}: identity folder holds no .jpg/.jpeg/.png image")
+            self.samples += [(f, label) for f in files]
+        self.labels = [label for _, label in self.samples]
+        self.transform = transform
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        image = _to_tensor(decode_image(path.read_bytes(), source=str(path)))
+        return (self.transform(image) if self.transform else image), label
+
+
+def pack_image_folder(folder: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+    """Pack an image folder into ``out_dir/{train.rec, train.idx, property}``; returns train.rec.
+
+    Image bytes are stored as they are (no re-encoding loss; mxnet and Pillow read JPEG and PNG) after
+    a full decode check; all images must share one size, which goes to ``property``.
+    """
+    dataset = ImageFolderDataset(folder)
+    first = dataset.samples[0][0]
+    height, width = image_size(first.read_bytes(), source=str(first))
+
+    def checked() -> Iterator[bytes]:
+        for path, _ in dataset.samples:
+            data = path.read_bytes()
+            shape = decode_image(data, source=str(path)).shape
+            if shape[:2] != (height, width):
+                raise DataFormatError(f"{path}: image is {shape[0]}x{shape[1]} but {first} is "
+                                      f"{height}x{width}; all images of a training set must share one size")
+            yield data
+
+    return write_rec_dataset(out_dir, checked(), dataset.labels, image_size=(height, width))

@@ -1,0 +1,108 @@
+"""Build the pieces of a run from a :class:`TrainConfig`: data, student, head, teacher, distiller.
+
+Each builder is a small function so the trainer composes them instead of owning their details, and
+each failure names the config field and what was expected (exit code 2 from the command line).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError
+from ..losses.distiller import DistillDims, Distiller, build_distiller
+from ..losses.margin import build_head_from_margin_list
+from ..losses.partial_fc import ShardedMarginClassifier
+from ..registry import BACKBONES, import_plugins, load_builtins
+from .config import TrainConfig
+from .distributed import DistContext
+
+
+class IndexedDataset(Dataset):
+    """``(image, label, index)``: the index finds the sample's teacher-cache row and its flip coin."""
+
+    def __init__(self, base: Dataset) -> None:
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int, int]:
+        image, label = self.base[index]
+        return image, label, index
+
+
+def rec_path(cfg: TrainConfig) -> Path:
+    """arcface_torch's ``rec`` is a folder holding ``train.rec``/``train.idx``; a ``.rec`` path works too."""
+    if not cfg.rec:
+        raise ConfigError("field `rec`: no training data given (a folder with train.rec/train.idx)")
+    path = Path(cfg.rec)
+    path = path / "train.rec" if path.suffix != ".rec" else path
+    if not path.is_file():
+        raise ConfigError(f"field `rec`: {path} does not exist (expected an MXNet train.rec with its .idx)")
+    return path
+
+
+def build_dataset(cfg: TrainConfig) -> tuple[Dataset, int]:
+    """The training set and its number of classes (checked against the config's ``num_classes``)."""
+    from ..data.datasets import RecordDataset
+
+    path = rec_path(cfg)
+    dataset = RecordDataset(path)
+    num_classes = int(dataset.num_classes)
+    if cfg.num_classes and cfg.num_classes != num_classes:
+        raise ConfigError(
+            f"field `num_classes`: config says {cfg.num_classes} but {path} holds {num_classes} identities"
+        )
+    return dataset, num_classes
+
+
+def build_student(cfg: TrainConfig) -> nn.Module:
+    import_plugins(cfg.plugins)
+    load_builtins()
+    return BACKBONES.build(cfg.network, embedding_size=cfg.embedding_size, input_size=cfg.student_input_size)
+
+
+def build_classifier(cfg: TrainConfig, num_classes: int, ctx: DistContext) -> ShardedMarginClassifier:
+    head = build_head_from_margin_list(cfg.margin_list, mode=cfg.margin_mode)
+    return ShardedMarginClassifier(
+        cfg.embedding_size, num_classes, head, rank=ctx.rank, world_size=ctx.world_size,
+        sample_rate=cfg.sample_rate,
+    )
+
+
+def build_teacher(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
+    if cfg.distill.strip() in ("", "none"):
+        return None
+    if not cfg.teacher:
+        raise ConfigError(f"field `teacher`: --distill {cfg.distill} needs a teacher (.pth, .pt or .onnx)")
+    if not Path(cfg.teacher).is_file():
+        raise ConfigError(f"field `teacher`: {cfg.teacher} does not exist")
+    from ..models.teacher import load_teacher
+
+    return load_teacher(cfg.teacher, network=cfg.teacher_network, device=device)
+
+
+def build_run_distiller(cfg: TrainConfig, teacher: nn.Module | None, num_classes: int) -> Distiller:
+    teacher_dim = int(getattr(teacher, "embedding_size", 0) or cfg.embedding_size)
+    dims = DistillDims(student_dim=cfg.embedding_size, teacher_dim=teacher_dim, num_classes=num_classes)
+    return build_distiller(cfg.distill, dims, config=cfg.loss, weights=cfg.distill_weights)
+
+
+@dataclass
+class TeacherCentres:
+    """Frozen teacher class centres ``[C, Dt]`` for terms that classify with the teacher (CCFace, AIRD's
+    prediction term): the normalised mean teacher embedding of each identity, since an arcface_torch
+    ``backbone.pth`` does not carry its classifier."""
+
+    centres: Tensor
+
+    @classmethod
+    def from_embeddings(cls, embeddings: Tensor, labels: Tensor, num_classes: int) -> TeacherCentres:
+        unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+        sums = torch.zeros(num_classes, unit.shape[1]).index_add_(0, labels.long(), unit)
+        return cls(torch.nn.functional.normalize(sums, dim=1))

@@ -1,0 +1,142 @@
+"""The trainer end to end: logs, distillation with the teacher cache, DDP parity, kill + resume,
+an unmodified arcface_torch config with --distill aird, and clear errors for bad runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from helpers_train import run_cli, tiny_args
+
+ARCFACE_CONFIGS = Path(__file__).parents[1] / "fixtures" / "arcface_torch_configs"
+
+
+def curve(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def student_weights(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["state_dict"]
+
+
+def test_distill_run_writes_logs_cache_and_student(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
+    out = tmp_path / "aird"
+    result = run_cli(tiny_args(tiny_data, out, "--distill", "aird", "--teacher", str(tiny_teacher),
+                               "--max-steps", "6", "--set", "val_targets=['test']"), plugin_dir)
+    assert result.returncode == 0, result.stderr
+    steps = curve(out)
+    assert [s["step"] for s in steps] == list(range(1, 7))
+    assert {"loss", "margin", "aird/instance", "aird/relation"} <= set(steps[0])
+    total = steps[0]["margin"] + steps[0]["aird/loss"]
+    assert steps[0]["loss"] == pytest.approx(total, rel=1e-5)
+    assert list((out / "teacher_cache").iterdir())  # built once, memory-mapped
+    assert any((out / "tensorboard").iterdir())
+    log = (out / "training.log").read_text()
+    assert "val/test@112px" in log and "val/test@16px" in log  # verification at HR and LR
+    assert (out / "student.pt").is_file()
+
+
+def test_unmodified_arcface_config_trains_with_distill_aird(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
+    configs = tmp_path / "configs"
+    shutil.copytree(ARCFACE_CONFIGS, configs)
+    out = tmp_path / "r50_aird"
+    args = ["train", str(configs / "ms1mv3_r50.py"), "--distill", "aird", "--teacher", str(tiny_teacher),
+            "--lr-size", "16", "--rec", str(tiny_data), "--output", str(out), "--batch-size", "4",
+            "--max-steps", "2", "--student-input-size", "16", "--set", "num_classes=6",
+            "--set", "plugins=['tiny_plugin_backbone']", "--set", "num_workers=0", "--no-progress"]
+    result = run_cli(args, plugin_dir)
+    assert result.returncode == 0, result.stderr
+    saved = torch.load(out / "student.pt", weights_only=True)
+    assert saved["network"] == "r50" and saved["meta"]["distill"] == "aird"
+    assert (configs / "ms1mv3_r50.py").read_text() == (ARCFACE_CONFIGS / "ms1mv3_r50.py").read_text()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_loss_curve_equals_single_process(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
+    common = ("--distill", "feat", "--teacher", str(tiny_teacher), "--max-steps", "4")
+    one, two = tmp_path / "one", tmp_path / "two"
+    single = run_cli(tiny_args(tiny_data, one, *common), plugin_dir)
+    assert single.returncode == 0, single.stderr
+    args = tiny_args(tiny_data, two, *common)
+    args[args.index("--batch-size") + 1] = "4"
+    launcher = ("-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+                "-m", "insightface_lr.train")
+    multi = run_cli(args[1:], plugin_dir, module=launcher, timeout=300)
+    assert multi.returncode == 0, multi.stderr[-3000:]
+    losses_one = [s["loss"] for s in curve(one)]
+    losses_two = [s["loss"] for s in curve(two)]
+    assert len(losses_one) == len(losses_two) == 4
+    assert losses_one == pytest.approx(losses_two, rel=1e-5)
+    w1, w2 = student_weights(one / "student.pt"), student_weights(two / "student.pt")
+    for key in w1:
+        assert torch.allclose(w1[key], w2[key], atol=1e-5), key
+
+
+def _wait_for(path_glob: tuple[Path, str], proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    folder, pattern = path_glob
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if folder.is_dir() and any(folder.glob(pattern)):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"trainer ended before {pattern} appeared: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.02)
+    raise AssertionError(f"{pattern} did not appear within {timeout} s")
+
+
+def test_sigkill_then_resume_equals_uninterrupted(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
+    extra = ("--distill", "aird", "--teacher", str(tiny_teacher), "--max-steps", "40",
+             "--set", "checkpoint_every=3", "--no-progress")
+    straight = tmp_path / "straight"
+    assert run_cli(tiny_args(tiny_data, straight, *extra), plugin_dir).returncode == 0
+    killed = tmp_path / "killed"
+    env_cmd = [sys.executable, "-m", "insightface_lr", *tiny_args(tiny_data, killed, *extra)]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(plugin_dir))
+    proc = subprocess.Popen(env_cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for((killed / "checkpoints", "step*_rank0.pt"), proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "student.pt").exists(), "the run finished before it could be killed"
+    resumed = run_cli(tiny_args(tiny_data, killed, *extra, "--resume"), plugin_dir)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = student_weights(straight / "student.pt"), student_weights(killed / "student.pt")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (("--distill", "aird"), "field `teacher`"),
+        (("--distill", "aird+foo", "--teacher", "TEACHER"), "unknown loss 'foo'"),
+        (("--set", "num_classes=7"), "field `num_classes`: config says 7"),
+        (("--lr-size", "200"), "LR size 200"),
+        (("--set", "distil='aird'"), "unknown field `distil`"),
+    ],
+)
+def test_bad_runs_fail_with_one_line_and_exit_2(tiny_data, plugin_dir, tiny_teacher, tmp_path, extra, message):
+    extra = tuple(str(tiny_teacher) if e == "TEACHER" else e for e in extra)
+    result = run_cli(tiny_args(tiny_data, tmp_path / "bad", *extra, "--max-steps", "1"), plugin_dir)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_rec_is_a_clear_error(plugin_dir, tmp_path) -> None:
+    result = run_cli(tiny_args(tmp_path / "nowhere", tmp_path / "out", "--max-steps", "1"), plugin_dir)
+    assert result.returncode == 2 and "field `rec`" in result.stderr and "does not exist" in result.stderr
