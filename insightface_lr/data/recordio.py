@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import numbers
 import os
-import secrets
 import struct
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, suppress
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import NamedTuple
 
+from ..atomic import atomic_output
 from ..errors import DataFormatError
 
 MAGIC = 0xCED7230A
@@ -91,23 +91,6 @@ def _aligned_magic_positions(record: bytes) -> list[int]:
         else:
             pos = record.find(MAGIC_BYTES, pos + 1)
     return found
-
-
-@contextmanager
-def atomic_output(final: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Write ``final`` all-or-nothing: a temporary sibling (same file system, so the rename is atomic),
-    renamed onto ``final`` on success and removed on error; no half-written file under the final name."""
-    final = Path(final)
-    tmp = final.with_name(f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    # mode 0o666 lets the umask apply as for a plain open() (mkstemp would make the file private, 0o600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "ascii", "newline": "\n"})) as handle:
-            yield handle
-        os.replace(tmp, final)
-    finally:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def frame(record: bytes) -> bytes:

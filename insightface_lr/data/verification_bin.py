@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_output
 from ..errors import DataFormatError
 from .image_codec import decode_image
-from .recordio import atomic_output
 
 _NUMERIC_KINDS = "biu"  # bool, signed, unsigned: what images (uint8) and issame flags (bool) need
 _NDARRAY = object()  # stands for numpy.ndarray: usable as _reconstruct's subtype argument, not callable

@@ -30,8 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, ModelLoadError
-from .teacher import Teacher, atomic_path, file_sha256, load_student, save_student
+from .teacher import Teacher, file_sha256, load_student, save_student
 
 __all__ = [
     "ExportGraph", "ResizeStem", "bake_facebn", "check_onnx_matches", "export_model_package", "export_onnx",

@@ -12,9 +12,7 @@ Our own students are saved by ``save_student`` as ``{"format", "network", "kwarg
 from __future__ import annotations
 
 import hashlib
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, ModelLoadError
 
 # blocks per stage (layer1..layer4) of arcface_torch's IResNets
@@ -344,28 +343,3 @@ def _check_plain(value: Any, where: str) -> None:
             _check_plain(item, f"{where}.{key}")
     else:
         raise ConfigError(f"save_student: {where} is a {type(value).__name__}; only plain values are saved")
-
-
-
-class atomic_path:
-    """``with atomic_path(p) as tmp``: write ``tmp`` (same folder), renamed onto ``p`` only on success.
-
-    A crash or an exception mid-write leaves the previous ``p`` (or nothing) rather than a torn file.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    def __enter__(self) -> Path:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self.tmp = Path(name)
-        os.chmod(self.tmp, 0o644)  # mkstemp makes 0600; a model file is meant to be shared
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
-            self.tmp.unlink(missing_ok=True)
