@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pack": ("insightface_lr.commands.pack", "pack an image folder (one sub-folder per identity) into train.rec/.idx"),
     "export": ("insightface_lr.commands.export", "export a student to ONNX (and an insightface model package)"),
     "train": ("insightface_lr.commands.train", "train a student (optionally distilled) from an arcface_torch config"),
+    "eval": ("insightface_lr.commands.eval", "verification at several resolutions, FaceBN off/on: report + plots"),
     "synth": ("insightface_lr.commands.synth", "write the embedded synthetic face set as .rec/.idx + .bin"),
 }
 

@@ -1,0 +1,91 @@
+"""Models to evaluate: our student ``.pt``, an arcface_torch ``backbone.pth`` / checkpoint, or an ``.onnx`` file.
+
+Everything becomes an :class:`EvalModel`: a callable ``fn(x [B,3,S,S] normalised RGB) -> [B,D]`` plus the
+facts the sweep needs (input side, whether FaceBN can adapt it). Torch files are read through
+:func:`insightface_lr.models.teacher.load_model_file` (``weights_only=True``, network inferred from the keys).
+ONNX graphs (and insightface model packages) run in onnxruntime: their BatchNorm layers are folded or out of
+reach, so FaceBN is reported as n/a for them rather than silently evaluated without adaptation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class EvalModel:
+    """A model ready for :func:`insightface_lr.eval.report.run_sweep`.
+
+    ``fn`` maps float ``[B, 3, input_size, input_size]`` faces, ``(p/255 - 0.5)/0.5`` RGB, to ``[B, D]``
+    un-normalised embeddings. ``module`` is the underlying torch network (what FaceBN wraps), None for ONNX.
+    """
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    module: nn.Module | None
+    input_size: int
+    embedding_size: int
+    supports_facebn: bool
+    source: str = ""
+    kind: str = "torch"  # "torch" or "onnx"
+
+    def facebn_reason(self) -> str:
+        """Why FaceBN cells of this model are n/a ("" when FaceBN applies)."""
+        if self.supports_facebn:
+            return ""
+        if self.kind == "onnx":
+            return "n/a: ONNX graph, no BatchNorm statistics to adapt"
+        return "n/a: the network has no BatchNorm2d layer with running statistics"
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; anything else as ``torch.device`` (ConfigError if unusable)."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ConfigError(f"--device: expected cpu, cuda, cuda:N or auto, got {device!r}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
+    return resolved
+
+
+def load_eval_model(
+    path: str | Path | nn.Module,
+    network: str | None = None,
+    device: str | torch.device = "cpu",
+    name: str | None = None,
+) -> EvalModel:
+    """Load ``path`` (student ``.pt``, ``backbone.pth``, ``.onnx``, model-package folder, or a module).
+
+    ``network``: registered backbone name for a state dict whose network cannot be inferred.
+    ``name``: label in reports (default: the file stem, or the module's class name).
+    """
+    from ..models.teacher import Teacher, file_sha256, load_model_file, load_teacher
+
+    device = resolve_device(device)
+    if isinstance(path, nn.Module):
+        teacher = load_teacher(path, device=device)
+        return _from_torch(teacher, name or type(path).__name__, source="<module>")
+    path = Path(path)
+    label = name or path.stem
+    if path.suffix.lower() == ".onnx" or path.is_dir():
+        teacher = load_teacher(path, device=str(device))
+        return EvalModel(label, teacher, None, teacher.input_size, teacher.embedding_size, False, str(path), "onnx")
+    model, _meta = load_model_file(path, network)
+    teacher = Teacher(model, checksum=file_sha256(path)).to(device)
+    return _from_torch(teacher, label, source=str(path))
+
+
+def _from_torch(teacher: nn.Module, name: str, source: str) -> EvalModel:
+    module = teacher.model
+    has_bn = any(isinstance(m, nn.BatchNorm2d) and m.running_mean is not None for m in module.modules())
+    return EvalModel(name, teacher, module, teacher.input_size, teacher.embedding_size, has_bn, source, "torch")

@@ -1,0 +1,292 @@
+"""Resolution sweep: verification of several models on several ``.bin`` sets at several probe sizes, with
+FaceBN off and on; written as ``report.md`` (tables), ``results.json`` (every number) and PNG plots.
+
+One cell = (model, bin, size, FaceBN mode) and is exactly
+:func:`insightface_lr.eval.lowres.lowres_verification` with that model function, so a cell can be re-checked
+by one direct call. FaceBN is rebuilt from the source statistics for every cell: ``online`` starts afresh at
+each size, ``calibrate`` makes one pass over the same set's faces degraded to that size (unlabeled target
+faces, labels never used). In ``hr-lr`` mode the HR gallery is embedded once per (model, bin) by the plain
+model: HR faces are what the source statistics describe, so the gallery needs no adaptation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..data.verification_bin import load_bin_images
+from ..errors import ConfigError
+from .lowres import PAIR_MODES, degraded_model_fn, embed_at_size, lowres_verification
+from .model_loading import EvalModel, load_eval_model, resolve_device
+from .verification import ROC_THRESHOLDS
+
+DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
+FACEBN_MODES = ("off", "batch", "online", "calibrate")
+METRICS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "val_std", "far", "xnorm")
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """What :func:`run_sweep` evaluates. ``momentum``: FaceBN online ``m`` (METHODS.md default 0.1);
+    ``include_bn1d``: also adapt the final BatchNorm1d; ``image_size``: side the ``.bin`` faces are decoded to."""
+
+    sizes: tuple[int, ...] = DEFAULT_SIZES
+    facebn_modes: tuple[str, ...] = ("off", "batch")
+    pair_mode: str = "lr-lr"
+    batch_size: int = 64
+    momentum: float = 0.1
+    include_bn1d: bool = False
+    image_size: int = 112
+
+    def __post_init__(self) -> None:
+        if not self.sizes or any(int(s) < 1 for s in self.sizes):
+            raise ConfigError(f"sizes: expected positive pixel sizes, got {self.sizes!r}")
+        bad = [m for m in self.facebn_modes if m not in FACEBN_MODES]
+        if not self.facebn_modes or bad or len(set(self.facebn_modes)) != len(self.facebn_modes):
+            raise ConfigError(f"facebn modes: expected distinct values of {FACEBN_MODES}, got {self.facebn_modes!r}")
+        if self.pair_mode not in PAIR_MODES:
+            raise ConfigError(f"pair mode: expected one of {PAIR_MODES}, got {self.pair_mode!r}")
+        if self.batch_size < 2:  # FaceBN batch statistics need two faces; InsightFace batches are larger anyway
+            raise ConfigError(f"batch size: expected >= 2, got {self.batch_size}")
+
+
+def run_sweep(
+    models: Mapping[str, str | Path | EvalModel],
+    bins: Sequence[str | Path],
+    sizes: Sequence[int] = DEFAULT_SIZES,
+    facebn_modes: Sequence[str] = ("off", "batch"),
+    pair_mode: str = "lr-lr",
+    batch_size: int = 64,
+    device: str | torch.device = "cpu",
+    progress: bool = False,
+    network: str | None = None,
+    config: SweepConfig | None = None,
+) -> dict[str, Any]:
+    """Evaluate every (model, bin, size, FaceBN mode) cell; returns a JSON-ready dict.
+
+    ``results["records"]``: one dict per cell with ``model, bin, size, facebn, pair_mode, status`` ("ok" or
+    "n/a"), the :data:`METRICS`, ``fold_accuracy``/``fold_threshold`` [10], ``tpr``/``fpr`` [T] on
+    ``results["roc_thresholds"]`` and ``seconds``. ``config`` (if given) overrides the keyword options.
+    Each bin's images are decoded once and kept only while that bin is evaluated.
+    """
+    cfg = config or SweepConfig(tuple(int(s) for s in sizes), tuple(facebn_modes), pair_mode, int(batch_size))
+    dev = resolve_device(device)
+    start = time.perf_counter()
+    loaded = [replace(m, name=name) if isinstance(m, EvalModel) else load_eval_model(m, network, dev, name)
+              for name, m in models.items()]  # the dict key names the model in every table
+    bin_names = unique_names([Path(b).stem for b in bins])
+    records: list[dict[str, Any]] = []
+    bin_info: dict[str, Any] = {}
+    with _progress(len(loaded) * len(bins) * len(cfg.sizes) * len(cfg.facebn_modes), progress) as bar:
+        for bin_name, path in zip(bin_names, bins, strict=True):
+            images, issame = load_bin_images(path, cfg.image_size)
+            bin_info[bin_name] = {"path": str(path), "pairs": int(issame.size), "positives": int(issame.sum())}
+            for model in loaded:
+                records += _sweep_one(model, bin_name, images, issame, cfg, dev, bar)
+    return {
+        "records": records,
+        "models": {m.name: _model_info(m) for m in loaded},
+        "bins": bin_info,
+        "config": {**asdict(cfg), "device": str(dev)},
+        "roc_thresholds": ROC_THRESHOLDS.tolist(),
+        "hardware": hardware_info(dev),
+        "wall_time_s": time.perf_counter() - start,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, cfg: SweepConfig,
+               device: torch.device, bar: Any) -> list[dict[str, Any]]:
+    """All (size, FaceBN mode) cells of one model on one bin."""
+    hr = None
+    if cfg.pair_mode == "hr-lr":  # the gallery at HR: once per (model, bin), reused by every size and mode
+        hr = embed_at_size(model.fn, images, images.shape[1], model.input_size, cfg.batch_size, device)
+    out = []
+    for size in cfg.sizes:
+        for mode in cfg.facebn_modes:
+            bar.set_postfix_str(f"{model.name} {bin_name} {size}px facebn={mode}", refresh=False)
+            out.append(evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, hr))
+            bar.update(1)
+    return out
+
+
+def evaluate_cell(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, size: int, mode: str,
+                  cfg: SweepConfig, device: torch.device, hr_embeddings: np.ndarray | None = None) -> dict[str, Any]:
+    """One record: :func:`lowres_verification` of ``model`` (wrapped by FaceBN ``mode`` unless "off")."""
+    record: dict[str, Any] = {"model": model.name, "bin": bin_name, "size": int(size), "facebn": mode,
+                              "pair_mode": cfg.pair_mode}
+    if mode != "off" and not model.supports_facebn:
+        return {**record, "status": "n/a", "note": model.facebn_reason(), **dict.fromkeys(METRICS)}
+    tic = time.perf_counter()
+    fn = model.fn if mode == "off" else facebn_model_fn(model, mode, images, size, cfg, device)
+    result = lowres_verification(fn, images, issame, size, model.input_size, cfg.pair_mode, cfg.batch_size,
+                                 device, hr_embeddings=hr_embeddings)
+    values = result.to_dict()
+    values.pop("thresholds")  # identical for every cell: stored once as results["roc_thresholds"]
+    return {**record, "status": "ok", "note": "", **values, "seconds": time.perf_counter() - tic}
+
+
+def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, cfg: SweepConfig,
+                    device: torch.device):
+    """``x -> embeddings`` through a fresh FaceBN of ``model.module``; ``calibrate`` first passes once over
+    ``images`` degraded to ``size`` (exactly as the evaluation will see them)."""
+    from ..models.facebn import FaceBN
+
+    assert model.module is not None
+    facebn = FaceBN(model.module, mode=mode, momentum=cfg.momentum, include_bn1d=cfg.include_bn1d)
+    if mode == "calibrate":
+        facebn.calibrate(calibration_batches(images, size, model.input_size, cfg.batch_size, device))
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        out = facebn(x)
+        return out[0] if isinstance(out, (tuple, list)) else out  # mbf with norm_output returns (emb, norm)
+
+    return run
+
+
+def calibration_batches(images: np.ndarray, size: int, input_size: int, batch_size: int,
+                        device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
+    """Normalised ``[B, 3, input_size, input_size]`` batches of ``images`` (uint8 [N,H,W,3]) seen at ``size``."""
+    degrade = degraded_model_fn(lambda x: x, size, input_size)  # identity "model": the evaluation's own input
+    for start in range(0, len(images), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
+        yield degrade((x.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5)
+
+
+def _model_info(model: EvalModel) -> dict[str, Any]:
+    return {"source": model.source, "kind": model.kind, "input_size": model.input_size,
+            "embedding_size": model.embedding_size, "supports_facebn": model.supports_facebn}
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """``names`` made distinct (``lfw``, ``lfw`` -> ``lfw``, ``lfw_2``), in order."""
+    seen: dict[str, int] = {}
+    out = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        out.append(name if seen[name] == 1 else f"{name}_{seen[name]}")
+    return out
+
+
+def hardware_info(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Where the numbers were measured: CPU model, cores, GPU, library versions."""
+    info = {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "device": str(device), "gpu": None}
+    if torch.device(device).type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return platform.processor() or platform.machine()
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.MULTILINE)
+    return match.group(1).strip() if match else platform.processor() or platform.machine()
+
+
+class _NoBar:
+    def set_postfix_str(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def update(self, n: int = 1) -> None: ...
+
+
+class _progress:
+    """tqdm over the sweep's cells when ``enabled`` (stderr), a silent stand-in otherwise."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+
+    def __enter__(self):
+        if not self.enabled:
+            self.bar = None
+            return _NoBar()
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.total, desc="eval cells", unit="cell")
+        return self.bar
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+def markdown_tables(results: Mapping[str, Any], metrics: Sequence[str] = ("accuracy_mean",)) -> str:
+    """Per bin and metric (``accuracy_mean`` and/or ``val``), a markdown table: rows (model, FaceBN mode),
+    columns probe sizes; cells in % as mean ± std over the folds ("n/a" where FaceBN does not apply)."""
+    return "\n".join(_table(results, bin_name, metric) for bin_name in results["bins"] for metric in metrics)
+
+
+def _table(results: Mapping[str, Any], bin_name: str, metric: str) -> str:
+    cfg, info = results["config"], results["bins"][bin_name]
+    title = {"accuracy_mean": "accuracy (%), mean ± std over 10 folds", "val": "VAL@FAR=1e-3 (%)"}[metric]
+    spread = {"accuracy_mean": "accuracy_std", "val": "val_std"}[metric]
+    lines = [f"### {bin_name}: {title}, {info['pairs']} pairs ({cfg['pair_mode']})", "",
+             "| model | FaceBN | " + " | ".join(f"{s} px" for s in cfg["sizes"]) + " |",
+             "|---|---|" + "---:|" * len(cfg["sizes"])]
+    cells = {(r["model"], r["facebn"], r["size"]): r for r in results["records"] if r["bin"] == bin_name}
+    for model in results["models"]:
+        for mode in cfg["facebn_modes"]:
+            row = [_cell_text(cells.get((model, mode, s)), metric, spread) for s in cfg["sizes"]]
+            lines.append(f"| {model} | {mode} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell_text(record: Mapping[str, Any] | None, metric: str, spread: str) -> str:
+    if record is None or record.get(metric) is None:
+        return "n/a"
+    return f"{100 * record[metric]:.2f} ± {100 * record[spread]:.2f}"
+
+
+def report_markdown(results: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:
+    """The whole ``report.md``: tables, notes on n/a cells, plots, hardware and wall time."""
+    hw, cfg = results["hardware"], results["config"]
+    parts = ["# Low-resolution verification sweep", "",
+             f"Probes down-sampled (antialiased bicubic) to each size, then resized to the model input; "
+             f"FaceBN modes: {', '.join(cfg['facebn_modes'])}; batch size {cfg['batch_size']}.", "",
+             markdown_tables(results, ("accuracy_mean", "val"))]
+    notes = sorted({f"- {r['model']}: {r['note']}" for r in results["records"] if r["status"] != "ok"})
+    if notes:
+        parts += ["Notes:", *notes, ""]
+    if plots:
+        parts += ["## Plots", "", *[f"![{p.stem}]({p.name})" for p in plots], ""]
+    parts += ["## Run", "", f"- device: {cfg['device']} (GPU: {hw['gpu'] or 'none'}); CPU: {hw['cpu']}, "
+              f"{hw['cpu_count']} cores, torch {hw['torch']} ({hw['torch_threads']} threads)",
+              f"- wall time: {results['wall_time_s']:.1f} s; created {results['created']}", ""]
+    return "\n".join(parts)
+
+
+def write_report(results: Mapping[str, Any], out_dir: str | Path, roc_size: int | None = None,
+                 plots: bool = True) -> dict[str, Path]:
+    """Write ``report.md``, ``results.json`` and (``plots``) the PNGs into ``out_dir``, each atomically.
+
+    ``roc_size``: probe size of the ROC plot (default: the smallest swept size). Returns name -> path.
+    """
+    from .plots import write_atomic, write_plots
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    if plots:
+        written.update(write_plots(results, out, roc_size))
+    json_text = json.dumps(results, indent=1, allow_nan=False)
+    write_atomic(out / "results.json", json_text.encode())
+    written["results.json"] = out / "results.json"
+    md = report_markdown(results, [p for p in written.values() if p.suffix == ".png"])
+    write_atomic(out / "report.md", md.encode())
+    written["report.md"] = out / "report.md"
+    return written
