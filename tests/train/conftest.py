@@ -32,6 +32,16 @@ class TinyMLP(torch.nn.Module):
 
     def forward(self, x):
         return self.net(x)
+
+
+@register_backbone("nan_after_3_test")
+class NaNAfterThree(TinyMLP):
+    """Diverges on its 4th training forward: the trainer must stop with the step and the loss parts."""
+
+    def forward(self, x):
+        self.calls = getattr(self, "calls", 0) + int(self.training)
+        out = self.net(x)
+        return out * float("nan") if self.calls > 3 else out
 '''
 
 

@@ -137,6 +137,15 @@ def test_bad_runs_fail_with_one_line_and_exit_2(tiny_data, plugin_dir, tiny_teac
     assert "Traceback" not in result.stderr
 
 
+def test_nan_guard_stops_with_step_and_loss_parts(tiny_data, plugin_dir, tmp_path) -> None:
+    args = tiny_args(tiny_data, tmp_path / "nan", "--max-steps", "10", "--no-progress")
+    args[args.index("tiny_mlp_test")] = "nan_after_3_test"
+    result = run_cli(args, plugin_dir)
+    assert result.returncode == 2
+    assert "step 3: loss is nan" in result.stderr and "'margin': nan" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_missing_rec_is_a_clear_error(plugin_dir, tmp_path) -> None:
     result = run_cli(tiny_args(tmp_path / "nowhere", tmp_path / "out", "--max-steps", "1"), plugin_dir)
     assert result.returncode == 2 and "field `rec`" in result.stderr and "does not exist" in result.stderr
