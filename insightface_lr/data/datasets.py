@@ -37,6 +37,15 @@ def read_property(path: str | os.PathLike) -> tuple[int, int, int]:
     return num_classes, height, width
 
 
+def _checked_label(value: float, source: str) -> int:
+    """A header label used as a record key: a finite, non-negative integer (``int(nan)`` would raise
+    ValueError, ``int(inf)`` OverflowError: a hostile header must give DataFormatError instead)."""
+    if not (value == value and 0 <= value < 2**62 and float(value).is_integer()):
+        raise DataFormatError(f"{source}: header label {value!r} is not a record key "
+                              "(record 0 must hold the image-key end and identity range)")
+    return int(value)
+
+
 class RecordDataset(Dataset):
     """An InsightFace ``train.rec`` (+ ``train.idx``), read without mxnet.
 
@@ -55,8 +64,12 @@ class RecordDataset(Dataset):
         self.identity_range: tuple[int, int] | None = None
         header = unpack(self.reader.read_idx(0), f"{self.rec_path}[key 0]")[0] if 0 in self.reader else None
         if header is not None and header.flag > 0:
-            first = int(header.label[0])
-            self.identity_range = (first, int(header.label[1]) if header.flag > 1 else first)
+            first = _checked_label(header.label[0], f"{self.rec_path}[key 0]")
+            last = _checked_label(header.label[1], f"{self.rec_path}[key 0]") if header.flag > 1 else first
+            if first > len(self.reader):  # keys 1..first-1 cannot all be indexed: refuse before allocating
+                raise DataFormatError(f"{self.rec_path}: record 0 announces image key {first - 1}, "
+                                      "which is not in the index")
+            self.identity_range = (first, last)
             self.keys = array("q", range(1, first))
         else:
             self.keys = array("q", self.reader.keys)
@@ -73,7 +86,8 @@ class RecordDataset(Dataset):
 
     def _read(self, key: int) -> tuple[int, bytes]:
         header, payload = unpack(self.reader.read_idx(key), f"{self.rec_path}[key {key}]")
-        return int(header.label[0] if header.flag > 0 else header.label), payload
+        label = header.label[0] if header.flag > 0 else header.label
+        return _checked_label(label, f"{self.rec_path}[key {key}]"), payload
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         key = self.keys[index]

@@ -87,11 +87,16 @@ class OnnxTeacher(Teacher):
     ) -> None:
         path = Path(path)
         session = _open_session(path, device)
-        input_size, embedding_size = _check_recognition_model(session, path)
-        mean, std = detect_input_normalisation(path)
-        mean = mean if input_mean is None else input_mean
-        std = std if input_std is None else input_std
-        runner = _OnnxRunner(session, mean, std, swap_rb)
+        try:
+            input_size, embedding_size = _check_recognition_model(session, path)
+            mean, std = detect_input_normalisation(path)
+            mean = mean if input_mean is None else input_mean
+            std = std if input_std is None else input_std
+            runner = _OnnxRunner(session, mean, std, swap_rb)
+        except ModelLoadError:
+            raise
+        except Exception as exc:  # a graph onnxruntime accepts can still hold non-UTF-8 names, bytes fields...
+            raise ModelLoadError(f"{path}: corrupt ONNX graph ({type(exc).__name__}: {exc})") from exc
         super().__init__(runner, checksum=file_sha256(path), embedding_size=embedding_size, input_size=input_size)
         self.path = path
 

@@ -69,6 +69,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.model = self._wrap_student()
         self.step = 0
+        self._remove_torn_checkpoints()
         if cfg.resume:
             self._resume()
         self.logger = TrainLogger(self.output, self.total_steps, self.step,
@@ -253,6 +254,12 @@ class Trainer:
             if match:
                 found.setdefault(int(match[1]), set()).add(int(match[2]))
         return {s for s, ranks in found.items() if ranks >= set(range(self.ctx.world_size))}
+
+    def _remove_torn_checkpoints(self) -> None:
+        """Delete this rank's temp files left by a process killed inside ``save_checkpoint``: they are
+        never read (not under a checkpoint name) but each is a full-size checkpoint's worth of disk."""
+        for path in (self.output / "checkpoints").glob(f".step*_rank{self.ctx.rank}.pt.*.tmp"):
+            path.unlink(missing_ok=True)
 
     def _resume(self) -> None:
         steps = self._complete_steps()
