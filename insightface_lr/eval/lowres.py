@@ -20,18 +20,18 @@ from .verification import VerificationResult, embed_pairs, verification_metrics
 PAIR_MODES = ("lr-lr", "hr-lr")
 
 
+def degrade_normalised(x: torch.Tensor, size: int, input_size: int, kernel: str = "bicubic") -> torch.Tensor:
+    """Normalised faces ``[B,3,H,W]`` degraded to ``size`` px and resized to ``input_size`` (normalised)."""
+    pixels = (x * 0.5 + 0.5).clamp_(0.0, 1.0)
+    return (degrade_to_size(pixels, size, kernel=kernel, output_size=input_size) - 0.5) / 0.5
+
+
 def degraded_model_fn(
     model_fn: Callable[[torch.Tensor], torch.Tensor], size: int, input_size: int, kernel: str = "bicubic"
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """Wrap ``model_fn`` (normalised float input) so its input is first degraded to ``size`` px and
     resized to the model's ``input_size``."""
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        pixels = (x * 0.5 + 0.5).clamp_(0.0, 1.0)
-        low = degrade_to_size(pixels, size, kernel=kernel, output_size=input_size)
-        return model_fn((low - 0.5) / 0.5)
-
-    return run
+    return lambda x: model_fn(degrade_normalised(x, size, input_size, kernel))
 
 
 def embed_at_size(
@@ -39,8 +39,9 @@ def embed_at_size(
     batch_size: int = 64, device: str | torch.device = "cpu", progress: bool = False,
 ) -> np.ndarray:
     """``[2, N, D]`` (original + flip) embeddings of uint8 ``[N,H,W,3]`` faces seen at ``size`` px."""
-    fn = degraded_model_fn(model_fn, size, input_size)
-    return embed_pairs(fn, images, batch_size=batch_size, flip=True, device=device, progress=progress)
+    # degrade once per batch; the mirrored view reuses it (resizing commutes with a horizontal flip)
+    return embed_pairs(model_fn, images, batch_size=batch_size, flip=True, device=device, progress=progress,
+                       preprocess=lambda x: degrade_normalised(x, size, input_size))
 
 
 def lowres_verification(

@@ -27,7 +27,7 @@ import torch
 
 from ..data.verification_bin import load_bin_images
 from ..errors import ConfigError
-from .lowres import PAIR_MODES, degraded_model_fn, embed_at_size, lowres_verification
+from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification
 from .model_loading import EvalModel, load_eval_model, resolve_device
 from .verification import ROC_THRESHOLDS
 
@@ -158,10 +158,9 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
 def calibration_batches(images: np.ndarray, size: int, input_size: int, batch_size: int,
                         device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
     """Normalised ``[B, 3, input_size, input_size]`` batches of ``images`` (uint8 [N,H,W,3]) seen at ``size``."""
-    degrade = degraded_model_fn(lambda x: x, size, input_size)  # identity "model": the evaluation's own input
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-        yield degrade((x.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5)
+        yield degrade_normalised((x.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5, size, input_size)
 
 
 def _model_info(model: EvalModel) -> dict[str, Any]:

@@ -224,7 +224,8 @@ def _to_model_input(batch: Any, device: Any) -> Any:
 
 
 def embed_pairs(model_fn: Callable[[Any], Any], images: Any, batch_size: int = 64, flip: bool = True,
-                device: Any = "cpu", progress: bool = False) -> np.ndarray:
+                device: Any = "cpu", progress: bool = False,
+                preprocess: Callable[[Any], Any] | None = None) -> np.ndarray:
     """Embed a verification set in batches: returns float32 [V, N, D], V = 2 with ``flip`` else 1.
 
     Args:
@@ -233,6 +234,8 @@ def embed_pairs(model_fn: Callable[[Any], Any], images: Any, batch_size: int = 6
         images: uint8 [N, H, W, 3] (or [N, 3, H, W]) array/tensor, or an already normalised float
             tensor [N, 3, H, W].
         flip: also embed the horizontal mirror (view 1) for InsightFace's flip test.
+        preprocess: applied once per batch (normalised float in, out) before both views, e.g. the LR
+            degradation, so a mirrored view costs one model pass and no second degradation.
 
     The last batch is the window of the final ``batch_size`` images (as InsightFace does) so that
     models using batch statistics (FaceBN ``batch`` mode) never see a tiny tail batch.
@@ -250,6 +253,8 @@ def embed_pairs(model_fn: Callable[[Any], Any], images: Any, batch_size: int = 6
             stop = min(start + batch_size, n)
             lo = max(stop - batch_size, 0)  # full-size window ending at `stop`
             x = _to_model_input(images[lo:stop], device)
+            if preprocess is not None:
+                x = preprocess(x)
             for v, mirrored in enumerate(views):
                 feat = model_fn(torch.flip(x, dims=[3]) if mirrored else x)
                 feat = feat.detach().float().cpu().numpy()[start - lo:]
