@@ -22,6 +22,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("insightface_lr.commands.train", "train a student (optionally distilled) from an arcface_torch config"),
     "eval": ("insightface_lr.commands.eval", "verification at several resolutions, FaceBN off/on: report + plots"),
     "synth": ("insightface_lr.commands.synth", "write the embedded synthetic face set as .rec/.idx + .bin"),
+    "demo": ("insightface_lr.commands.demo",
+             "the main job: synthetic data -> HR teacher -> LR students (all methods) -> report"),
 }
 
 

@@ -1,0 +1,1 @@
+"""The main job: synthetic data -> HR teacher -> LR students (all methods) -> report (``insightface-lr demo``)."""

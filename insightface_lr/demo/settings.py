@@ -1,0 +1,91 @@
+"""What the demo runs: data size, training budgets and which (method, LR size, seed) cells get which sweep.
+
+Measured on the 2-core AMD EPYC development box while it was shared with other jobs (1 torch thread, which
+was faster there than 2): rendering ~100 faces/s; a ``demo_hr_net`` step of 64 faces at 112 px ~1.3 s; a
+16-px ``bridge_student`` step of 64 faces ~0.3 s (with the teacher cache); an evaluation cell (one model,
+one set, one probe size, one FaceBN mode, 300 pairs with flips) ~1 s for a student and ~5 s for the 112-px
+teacher. An unshared 2-core machine is roughly twice as fast. ``--quick`` is sized for ~3-4 minutes there,
+the full preset for ~15-20. Every number is a field, so a user with more time (or a GPU) scales the demo up
+without touching the code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from ..errors import ConfigError
+
+METHODS = ("none", "kd", "feat", "rkd", "aird", "ccface", "bridge")
+EVAL_SIZES = (112, 32, 24, 16, 12, 8)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """One demo configuration. Students of ``headline_size`` are trained for every seed; the other LR sizes
+    only for ``seeds[0]``. ``seeds[0]`` students and the teacher get the full sweep (``eval_sizes``, both
+    sets, FaceBN off/on); the other seeds are evaluated at ``headline_size`` only."""
+
+    preset: str = "full"
+    train_ids: int = 150
+    test_ids: int = 60
+    images_per_identity: int = 16
+    pairs: int = 600
+    data_seed: int = 0
+    teacher_epochs: int = 8
+    bridge_epochs: int = 4  # bridge step 1 (the bridge network g on HR faces), shared by every seed
+    student_steps: int = 150
+    batch_size: int = 64
+    lr_sizes: tuple[int, ...] = (16, 12)
+    headline_size: int = 16
+    methods: tuple[str, ...] = METHODS
+    seeds: tuple[int, ...] = (0, 1, 2)
+    eval_sizes: tuple[int, ...] = EVAL_SIZES
+    facebn_mode: str = "batch"  # FaceBN "on" (METHODS.md): statistics of each evaluation batch
+    eval_batch_size: int = 64
+    teacher_seed: int = 0
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ConfigError(f"demo methods: expected some of {METHODS}, got {self.methods}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"demo --seeds: expected distinct integers, got {self.seeds}")
+        if self.headline_size not in self.lr_sizes:
+            raise ConfigError(f"demo headline size {self.headline_size} must be one of lr_sizes {self.lr_sizes}")
+        if self.facebn_mode not in ("batch", "online", "calibrate"):
+            raise ConfigError(f"demo facebn_mode: expected batch, online or calibrate, got {self.facebn_mode!r}")
+        for name in ("train_ids", "test_ids", "teacher_epochs", "bridge_epochs", "student_steps", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"demo setting {name}: expected a positive integer")
+
+    def student_cells(self) -> list[tuple[str, int, int]]:
+        """``(method, lr_size, seed)`` of every student to train, headline size first."""
+        sizes = [self.headline_size] + [s for s in self.lr_sizes if s != self.headline_size]
+        return [(m, size, seed) for size in sizes for seed in (self.seeds if size == self.headline_size
+                                                               else self.seeds[:1]) for m in self.methods]
+
+    def probe_sizes(self, seed: int) -> tuple[int, ...]:
+        return self.eval_sizes if seed == self.seeds[0] else (self.headline_size,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+QUICK = DemoSettings(preset="quick", train_ids=80, test_ids=40, images_per_identity=12, pairs=300,
+                     teacher_epochs=6, bridge_epochs=3, student_steps=80, lr_sizes=(16,), seeds=(0,))
+FULL = DemoSettings()
+# for tests: seconds, not minutes; the numbers mean nothing
+TINY = DemoSettings(preset="tiny", train_ids=6, test_ids=4, images_per_identity=3, pairs=20, teacher_epochs=1,
+                    bridge_epochs=1, student_steps=2, batch_size=16, lr_sizes=(16,), seeds=(0,),
+                    methods=("none", "aird", "bridge"), eval_sizes=(16, 8), eval_batch_size=8)
+PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY}
+
+
+def make_settings(preset: str = "full", seeds: tuple[int, ...] | None = None, **fields: Any) -> DemoSettings:
+    """A preset with ``seeds`` (and any other field) replaced."""
+    if preset not in PRESETS:
+        raise ConfigError(f"demo preset: expected one of {sorted(PRESETS)}, got {preset!r}")
+    if seeds is not None:
+        fields["seeds"] = tuple(int(s) for s in seeds)
+    return replace(PRESETS[preset], **fields)

@@ -1,0 +1,181 @@
+"""The demo end to end on a tiny setting: outputs, reproducibility, resume; plus its pieces in isolation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from insightface_lr.demo.pipeline import DemoPipeline, _cell_fields
+from insightface_lr.demo.settings import TINY, make_settings
+from insightface_lr.demo.shifted import ShiftConfig, apply_shift, write_shifted_bin
+from insightface_lr.demo.summary import aggregate, check_claims
+from insightface_lr.errors import ConfigError
+
+METRIC_KEYS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "far", "fold_accuracy")
+
+
+def _numbers(results: dict) -> list:
+    """Every evaluation number of a results.json, without timings."""
+    return [(r["method"], r["lr_size"], r["seed"], r["bin"], r["size"], r["facebn"],
+             *[json.dumps(r[k]) for k in METRIC_KEYS]) for r in results["records"]]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    summary = DemoPipeline(out, TINY, device="cpu", progress=False).run()
+    return out, summary
+
+
+def test_tiny_run_writes_report_results_and_plots(tiny_run):
+    out, summary = tiny_run
+    for name in ("report.md", "results.json", "accuracy_vs_resolution.png", "facebn_gain.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert (out / "accuracy_vs_resolution.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("train.rec", "train.idx", "test.bin", "shifted.bin"):
+        assert (out / "data" / name).is_file()
+    results = json.loads((out / "results.json").read_text())
+    # every trained model x both sets x every probe size of its sweep x FaceBN off/on
+    expected = {("teacher", 112, None)} | {(m, 16, 0) for m in TINY.methods}
+    assert {(r["method"], r["lr_size"], r["seed"]) for r in results["records"]} == expected
+    assert len(results["records"]) == len(expected) * 2 * len(TINY.eval_sizes) * 2
+    assert all(r["status"] == "ok" and 0.0 <= r["accuracy_mean"] <= 1.0 for r in results["records"])
+    report = (out / "report.md").read_text()
+    assert "torch" in report and "wall time" in report and "| aird |" in report
+    assert results["run"]["hardware"]["cpu_count"] >= 1
+    # the shared teacher cache: the students link one folder instead of each computing their own
+    assert (out / "students" / "aird_16px_s0" / "teacher_cache").resolve() == (out / "cache" / "teacher").resolve()
+
+
+def test_second_run_reproduces_numbers_and_resume_skips_finished_stages(tiny_run, tmp_path):
+    out, summary = tiny_run
+    again = DemoPipeline(tmp_path / "again", TINY, device="cpu", progress=False).run()
+    assert _numbers(again) == _numbers(summary)
+    # resume: a re-run of the finished folder trains and evaluates nothing
+    resumed = DemoPipeline(out, TINY, device="cpu", progress=False)
+    before = (out / "teacher" / "student.pt").stat().st_mtime_ns
+    result = resumed.run()
+    assert resumed.ran == []
+    assert (out / "teacher" / "student.pt").stat().st_mtime_ns == before
+    assert _numbers(result) == _numbers(summary)
+
+
+def test_resume_redoes_only_missing_stages(tiny_run, tmp_path):
+    import shutil
+
+    out, summary = tiny_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    (copy / "eval" / "aird_16px_s0.json").unlink()
+    shutil.rmtree(copy / "students" / "none_16px_s0")
+    pipeline = DemoPipeline(copy, TINY, device="cpu", progress=False)
+    result = pipeline.run()
+    assert sorted(pipeline.ran) == ["eval aird_16px_s0", "student none_16px_s0"]
+    assert _numbers(result) == _numbers(summary)  # the retrained student is the same model
+
+
+def test_other_settings_in_the_same_folder_are_refused(tiny_run):
+    out, _ = tiny_run
+    with pytest.raises(ConfigError, match="other settings"):
+        DemoPipeline(out, replace(TINY, student_steps=3), device="cpu", progress=False).run()
+
+
+def test_shift_is_seeded_vectorised_and_changes_illumination():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(6, 32, 32, 3), dtype=np.uint8)
+    a, b = apply_shift(images, ShiftConfig(seed=3)), apply_shift(images, ShiftConfig(seed=3))
+    assert a.dtype == np.uint8 and a.shape == images.shape
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, apply_shift(images, ShiftConfig(seed=4)))
+    # warm cast and gamma on a mid-grey face: darker overall, blue well below red
+    grey = apply_shift(np.full((4, 32, 32, 3), 128, np.uint8)).reshape(-1, 3).mean(0)
+    assert grey.max() < 120 and grey[2] < grey[0] - 10
+    # a face alone and within a batch: the chunking of the file writer draws per chunk, not per neighbour
+    flat = np.full((2, 16, 16, 3), 128, np.uint8)
+    out = apply_shift(flat, ShiftConfig(seed=0, blur_sigma=(0.0, 0.0), noise_std=(0.0, 0.0), jpeg_quality=(100, 100),
+                                        cast_jitter=0.0, gamma=(2.0, 2.0), contrast=(1.0, 1.0)))
+    # hand computation: (128/255)^2 * gain, quantised; JPEG at quality 100 moves a flat patch by <= 2 levels
+    expected = np.array([1.08, 0.95, 0.70]) * (128 / 255) ** 2 * 255
+    assert np.abs(out.reshape(-1, 3).astype(float) - expected).max() <= 2.5
+
+
+def test_shifted_bin_keeps_pairs_and_labels(tmp_path):
+    from insightface_lr.data.synthetic import write_synthetic_dataset
+    from insightface_lr.data.verification_bin import load_bin_images
+
+    paths = write_synthetic_dataset(tmp_path, train_ids=2, test_ids=4, images_per_identity=2, pairs=10)
+    shifted = write_shifted_bin(paths.test_bin, tmp_path / "shifted.bin", ShiftConfig(seed=1), chunk=7)
+    original, same = load_bin_images(paths.test_bin)
+    moved, same2 = load_bin_images(shifted)
+    np.testing.assert_array_equal(same, same2)
+    assert moved.shape == original.shape
+    assert np.abs(moved.astype(int) - original.astype(int)).mean() > 10  # a real shift, not a re-encode
+
+
+def test_aggregate_and_claims_against_hand_numbers():
+    def rec(method, seed, acc, bin_name="test", facebn="off"):
+        return {"method": method, "lr_size": 16, "seed": seed, "bin": bin_name, "size": 16, "facebn": facebn,
+                "status": "ok", "accuracy_mean": acc}
+
+    records = [rec("aird", s, a) for s, a in enumerate((0.80, 0.84, 0.82))]
+    records += [rec("none", s, a) for s, a in enumerate((0.75, 0.77, 0.79))]
+    records += [rec("kd", s, 0.83) for s in range(3)]
+    records += [rec("aird", s, 0.6, "shifted") for s in range(3)] + [rec("aird", s, 0.65, "shifted", "batch")
+                                                                        for s in range(3)]
+    agg = {(a["method"], a["bin"], a["facebn"]): a for a in aggregate(records)}
+    assert agg[("aird", "test", "off")]["mean"] == pytest.approx(82.0)
+    assert agg[("aird", "test", "off")]["std"] == pytest.approx(2.0)  # sample std of 80, 84, 82
+    claims = {c["claim"].split(" at ")[0]: c for c in check_claims(aggregate(records), make_settings("full"))}
+    assert claims["aird beats none by >= 3 points"]["difference"] == pytest.approx(5.0)
+    assert claims["aird beats none by >= 3 points"]["holds"]
+    assert not claims["aird >= kd"]["holds"]  # 82.0 < 83.0
+    assert claims["FaceBN (batch) improves aird on the shifted set"]["holds"]
+    assert "aird >= feat" not in claims  # no feat records: the claim is not invented
+
+
+def test_settings_cells_and_names():
+    s = make_settings("full")
+    cells = s.student_cells()
+    assert len(cells) == 7 * 3 + 7  # 16 px: every seed; 12 px: the first seed
+    assert cells[0] == ("none", 16, 0) and ("aird", 12, 0) in cells and ("aird", 12, 1) not in cells
+    assert s.probe_sizes(0) == (112, 32, 24, 16, 12, 8) and s.probe_sizes(2) == (16,)
+    assert _cell_fields("ccface_12px_s2") == {"method": "ccface", "lr_size": 12, "seed": 2}
+    with pytest.raises(ConfigError):
+        make_settings("full", methods=("aird", "nope"))
+    with pytest.raises(ConfigError):
+        make_settings("huge")
+
+
+@pytest.mark.slow
+def test_quick_demo_from_the_command_line(tmp_path):
+    from insightface_lr.cli import main
+
+    assert main(["demo", "--quick", "--out", str(tmp_path / "q"), "--device", "cpu", "--no-progress"]) == 0
+    results = json.loads((tmp_path / "q" / "results.json").read_text())
+    assert results["settings"]["preset"] == "quick" and results["claims"]
+
+
+def test_demo_hr_net_shapes_registration_and_every_pixel_counts():
+    import torch
+
+    from insightface_lr.demo.nets import DemoHRNet
+    from insightface_lr.registry import BACKBONES
+
+    torch.manual_seed(0)
+    net = BACKBONES.build("demo_hr_net", embedding_size=32, input_size=112).eval()
+    assert isinstance(net, DemoHRNet)
+    x = torch.randn(2, 3, 112, 112)
+    y = net(x)
+    assert y.shape == (2, 32)
+    # the 4x4 pixel fold is lossless: a change of one pixel in a corner block reaches the embedding
+    x2 = x.clone()
+    x2[0, 2, 111, 111] += 1.0
+    changed = (net(x2) - y).abs().sum(1)
+    assert changed[0] > 0 and changed[1] == 0
+    with pytest.raises(ConfigError):
+        net(torch.randn(1, 3, 96, 96))
+    with pytest.raises(ConfigError):
+        DemoHRNet(input_size=100)
