@@ -46,6 +46,7 @@ class Trainer:
         self.ctx = ctx or DistContext(device=resolve_device(cfg.device))
         self.device = self.ctx.device
         self.output = Path(cfg.output or "work_dirs/insightface_lr")
+        self.progress = progress
         torch.manual_seed(cfg.seed)  # identical student init on every rank
         dataset, self.num_classes = parts.build_dataset(cfg)
         self.dataset = parts.IndexedDataset(dataset)
@@ -108,7 +109,7 @@ class Trainer:
         root = self.output / "teacher_cache"
         if self.ctx.is_main:  # one rank computes, the others wait and then map the same file
             open_or_build_cache(root, key, dataset, self.teacher, device=self.device,
-                                num_workers=self.cfg.num_workers)
+                                num_workers=self.cfg.num_workers, progress=self.progress)
         barrier(self.ctx)
         cache = open_or_build_cache(root, key, dataset, self.teacher, device=self.device, progress=False)
         centres = None
