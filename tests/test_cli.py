@@ -27,3 +27,10 @@ def test_import_has_no_side_effects() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "ok"
+
+
+def test_every_public_name_resolves() -> None:
+    import insightface_lr
+
+    for name in insightface_lr.__all__:
+        assert getattr(insightface_lr, name) is not None, name
