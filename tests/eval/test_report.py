@@ -280,6 +280,7 @@ def test_cli_user_errors_exit_2(assets, tmp_path, capsys) -> None:
 
 # ------------------------------------------------------------------------------------- full size (slow)
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)  # about an hour on a 2-core CPU
 def test_full_sweep_6000_pairs_mobilefacenet(tmp_path, capsys) -> None:
     """The published-size set: 6,000 pairs (12,000 faces at 112 px), MobileFaceNet (2.0M parameters) as
     an LR student with a native 32-px input (every probe size is resized to 32; at a 112-px input the same
