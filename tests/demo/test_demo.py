@@ -38,10 +38,14 @@ def test_tiny_run_writes_report_results_and_plots(tiny_run):
     for name in ("train.rec", "train.idx", "test.bin", "shifted.bin"):
         assert (out / "data" / name).is_file()
     results = json.loads((out / "results.json").read_text())
-    # every trained model x both sets x every probe size of its sweep x FaceBN off/on
+    # students: both sets x every probe size x FaceBN off/on; the teacher: FaceBN on at the headline size only
     expected = {("teacher", 112, None)} | {(m, 16, 0) for m in TINY.methods}
     assert {(r["method"], r["lr_size"], r["seed"]) for r in results["records"]} == expected
-    assert len(results["records"]) == len(expected) * 2 * len(TINY.eval_sizes) * 2
+    n_sizes = len(TINY.eval_sizes)
+    assert len(results["records"]) == (len(expected) - 1) * 2 * n_sizes * 2 + 2 * (n_sizes + 1)
+    teacher_on = {(r["bin"], r["size"]) for r in results["records"]
+                  if r["method"] == "teacher" and r["facebn"] != "off"}
+    assert teacher_on == {("test", TINY.headline_size), ("shifted", TINY.headline_size)}
     assert all(r["status"] == "ok" and 0.0 <= r["accuracy_mean"] <= 1.0 for r in results["records"])
     report = (out / "report.md").read_text()
     assert "torch" in report and "wall time" in report and "| aird |" in report
@@ -137,7 +141,8 @@ def test_aggregate_and_claims_against_hand_numbers():
 
 
 def test_settings_cells_and_names():
-    s = make_settings("full")
+    assert len(make_settings("full").student_cells()) == 7 * 3  # the preset: 16 px only
+    s = make_settings("full", lr_sizes=(16, 12))
     cells = s.student_cells()
     assert len(cells) == 7 * 3 + 7  # 16 px: every seed; 12 px: the first seed
     assert cells[0] == ("none", 16, 0) and ("aird", 12, 0) in cells and ("aird", 12, 1) not in cells
