@@ -57,21 +57,11 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
 def atomic_output(final: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
     """``with atomic_output(p, "wb") as fh:`` write through an open handle; all-or-nothing as above.
     Text modes write ASCII with ``\\n`` line ends (the ``.idx`` and ``property`` formats)."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary_sibling(final)
-    # mode 0o666 lets the umask apply as for a plain open() (mkstemp would make the file private)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
+    with atomic_path(final) as tmp:
+        # mode 0o666 lets the umask apply as for a plain open() (mkstemp would make the file private)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "ascii", "newline": "\n"})) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        _fsync_directory(final.parent)
-    finally:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
 
 
 def atomic_write_bytes(final: str | os.PathLike, data: bytes) -> Path:
