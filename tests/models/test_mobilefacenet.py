@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 import torch
+from reference_fill import deterministic_fill
 from torch import nn
 
 from insightface_lr.errors import ConfigError
@@ -15,27 +15,6 @@ from insightface_lr.models import MobileFaceNet, fold_batchnorm, get_backbone
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "iresnet_reference_keys.json"
 REFERENCE = json.loads(FIXTURE.read_text())
-
-
-def deterministic_fill(model: nn.Module) -> nn.Module:
-    """Same rule as the fixture's ``forward.description`` (and test_iresnet.py)."""
-    new = {}
-    for i, (key, value) in enumerate(model.state_dict().items()):
-        if not value.is_floating_point():
-            new[key] = value
-            continue
-        base = torch.sin(torch.arange(value.numel(), dtype=torch.float64) * 0.7 + i).reshape(value.shape)
-        if key.endswith("running_var"):
-            t = 1.0 + 0.5 * base**2
-        elif value.dim() >= 2:
-            t = base * math.sqrt(1.0 / (value.numel() // value.shape[0]))
-        elif key.endswith("weight"):
-            t = 0.5 + 0.1 * base
-        else:
-            t = 0.1 * base
-        new[key] = t.float()
-    model.load_state_dict(new, strict=True)
-    return model
 
 
 def test_keys_shapes_and_counts_equal_reference() -> None:
