@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
@@ -102,7 +103,14 @@ class TeacherCentres:
     centres: Tensor
 
     @classmethod
-    def from_embeddings(cls, embeddings: Tensor, labels: Tensor, num_classes: int) -> TeacherCentres:
-        unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
-        sums = torch.zeros(num_classes, unit.shape[1]).index_add_(0, labels.long(), unit)
+    def from_cache(
+        cls, embeddings: np.ndarray, labels: Tensor, num_classes: int, chunk: int = 65_536
+    ) -> TeacherCentres:
+        """From the memory-mapped cache ``[N, 2, Dt]`` (original + flip), read in chunks so that a
+        multi-million-image cache is never loaded whole: each face counts once (its flip-fused, unit
+        embedding), each class centre is the normalised sum of its faces."""
+        sums = torch.zeros(num_classes, embeddings.shape[-1])
+        for start in range(0, embeddings.shape[0], chunk):
+            block = torch.from_numpy(np.asarray(embeddings[start:start + chunk], dtype=np.float32)).sum(dim=1)
+            sums.index_add_(0, labels[start:start + chunk].long(), torch.nn.functional.normalize(block, dim=1))
         return cls(torch.nn.functional.normalize(sums, dim=1))

@@ -115,8 +115,7 @@ class Trainer:
         centres = None
         if uses_centres:
             labels = torch.as_tensor(dataset.labels)
-            mean_view = torch.from_numpy(cache.embeddings[:].sum(axis=1))
-            centres = parts.TeacherCentres.from_embeddings(mean_view, labels, self.num_classes).centres
+            centres = parts.TeacherCentres.from_cache(cache.embeddings, labels, self.num_classes).centres
             centres = centres.to(self.device)
         return (cache if self.cfg.teacher_cache else None), centres
 

@@ -78,3 +78,19 @@ def test_keys_depend_on_teacher_data_and_size(tmp_path) -> None:
     assert cache_key("t", fp, 112) != cache_key("t2", fp, 112) != cache_key("t", fp, 96)
     data.write_bytes(b"a" * 2999 + b"b")  # a change at the end of a large file is seen
     assert file_fingerprint(data, sample_bytes=1024) != fp
+
+
+def test_teacher_centres_from_cache_in_chunks_equal_direct_mean() -> None:
+    import numpy as np
+
+    from insightface_lr.train.parts import TeacherCentres
+
+    rng = np.random.default_rng(0)
+    cache = rng.normal(size=(10, 2, 4)).astype(np.float32)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 2])
+    centres = TeacherCentres.from_cache(cache, labels, num_classes=3, chunk=3).centres
+    fused = cache.sum(axis=1)
+    unit = fused / np.linalg.norm(fused, axis=1, keepdims=True)
+    for k in range(3):
+        expected = unit[labels.numpy() == k].sum(axis=0)
+        assert np.allclose(centres[k].numpy(), expected / np.linalg.norm(expected), atol=1e-6)
