@@ -111,6 +111,6 @@ class TeacherCentres:
         embedding), each class centre is the normalised sum of its faces."""
         sums = torch.zeros(num_classes, embeddings.shape[-1])
         for start in range(0, embeddings.shape[0], chunk):
-            block = torch.from_numpy(np.asarray(embeddings[start:start + chunk], dtype=np.float32)).sum(dim=1)
+            block = torch.from_numpy(np.array(embeddings[start:start + chunk], dtype=np.float32)).sum(dim=1)
             sums.index_add_(0, labels[start:start + chunk].long(), torch.nn.functional.normalize(block, dim=1))
         return cls(torch.nn.functional.normalize(sums, dim=1))
