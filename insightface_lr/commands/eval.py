@@ -1,7 +1,9 @@
-"""``insightface-lr eval --model a.pt[,b.onnx] --bins lfw.bin,cfp_fp.bin --sizes 112,32,16,8 --facebn --out DIR``.
+"""``insightface-lr eval --model a.pt[,b.onnx] --bins lfw.bin,cfp_fp.bin --sizes 112,32,16,8 --facebn --out DIR``
+and/or ``--identification FACES [--distractors DIR] [--gallery-per-id 1]``.
 
 Verification of each model on each set at each probe resolution, with FaceBN off and (``--facebn``) on;
 writes ``report.md``, ``results.json`` and PNG plots into ``--out`` and prints the markdown tables.
+Identification (HR gallery, LR probes, CMC rank-1/5/20) writes ``identification.md`` and ``.json``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, metavar="[NAME=]PATH[,...]",
                         help="comma-separated student .pt, arcface_torch backbone.pth or .onnx files; "
                              "report names are the file stems unless given as NAME=PATH")
-    parser.add_argument("--bins", required=True, metavar="PATH[,...]",
+    parser.add_argument("--bins", metavar="PATH[,...]",
                         help="comma-separated InsightFace verification sets (lfw.bin, cfp_fp.bin, ...)")
+    parser.add_argument("--identification", metavar="FACES",
+                        help="1:N identification on an image folder (one sub-folder per identity) or a train.rec: "
+                             "the first --gallery-per-id images of each identity are the HR gallery, the rest "
+                             "LR probes; reports CMC rank-1/5/20 (closed set)")
+    parser.add_argument("--distractors", metavar="DIR",
+                        help="with --identification: a folder of face images (or a .rec) added to the gallery")
+    parser.add_argument("--gallery-per-id", type=int, default=1, help="HR gallery images per identity (default 1)")
     parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"probe sizes in px (default {DEFAULT_SIZES})")
     parser.add_argument("--facebn", nargs="?", const="batch", default=None, metavar="MODE[,MODE]",
                         help=f"also evaluate with FaceBN: {', '.join(FACEBN_CHOICES)} (default batch when the "
@@ -76,20 +85,59 @@ def parse_facebn(value: str | None) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..eval.report import SweepConfig, markdown_tables, run_sweep, write_report
+    from ..eval.model_loading import load_eval_model, resolve_device
 
-    models = parse_models(args.model)
+    if not args.bins and not args.identification:
+        raise ConfigError("expected --bins (verification) and/or --identification (1:N identification), got neither")
+    if args.distractors and not args.identification:
+        raise ConfigError("--distractors: only used with --identification")
+    sizes, modes = parse_sizes(args.sizes), parse_facebn(args.facebn)
+    names = parse_models(args.model)
+    # every user error is reported before the first model runs (a sweep can take hours)
+    sweep = _sweep_config(args, sizes, modes) if args.bins else None
+    ident = _identification_config(args, sizes, modes) if args.identification else None
+    device = resolve_device(args.device)
+    models = {name: load_eval_model(path, args.network, device, name) for name, path in names.items()}
+    if sweep is not None:
+        from ..eval.report import markdown_tables, run_sweep, write_report
+
+        results = run_sweep(models, sweep[0], device=device, progress=not args.quiet, config=sweep[1])
+        written = write_report(results, args.out, roc_size=args.roc_size, plots=not args.no_plots)
+        _show(markdown_tables(results), written, results)
+    if ident is not None:
+        from ..eval import identification_report as report
+
+        results = report.run_identification(models, args.identification, args.distractors, ident, device=device,
+                                            progress=not args.quiet)
+        _show(report.identification_markdown(results), report.write_identification_report(results, args.out),
+              results)
+    return 0
+
+
+def _sweep_config(args: argparse.Namespace, sizes: tuple[int, ...], modes: tuple[str, ...]):
+    from ..errors import ConfigError
+    from ..eval.report import SweepConfig
+
     bins = [b.strip() for b in args.bins.split(",") if b.strip()]
     missing = [b for b in bins if not Path(b).is_file()]
     if not bins or missing:
         raise ConfigError(f"--bins: no such file(s): {missing}" if missing else "--bins: expected a .bin path")
-    config = SweepConfig(sizes=parse_sizes(args.sizes), facebn_modes=parse_facebn(args.facebn),
-                         pair_mode=args.pair_mode, batch_size=args.batch_size)
-    if args.roc_size is not None and args.roc_size not in config.sizes:  # fail before hours of inference
+    config = SweepConfig(sizes=sizes, facebn_modes=modes, pair_mode=args.pair_mode, batch_size=args.batch_size)
+    if args.roc_size is not None and args.roc_size not in config.sizes:
         raise ConfigError(f"--roc-size {args.roc_size}: not one of --sizes {list(config.sizes)}")
-    results = run_sweep(models, bins, device=args.device, progress=not args.quiet, network=args.network,
-                        config=config)
-    written = write_report(results, args.out, roc_size=args.roc_size, plots=not args.no_plots)
-    print(markdown_tables(results))
+    return bins, config
+
+
+def _identification_config(args: argparse.Namespace, sizes: tuple[int, ...], modes: tuple[str, ...]):
+    from ..eval.identification_report import IdentificationConfig, open_distractors, open_face_set
+
+    open_face_set(args.identification)  # a missing or malformed set is reported before any model runs
+    if args.distractors:
+        open_distractors(args.distractors)
+    return IdentificationConfig(sizes=sizes, facebn_modes=modes, gallery_per_id=args.gallery_per_id,
+                                batch_size=args.batch_size)
+
+
+def _show(table: str, written: dict, results: dict) -> None:
+    print(table)
     print(f"wrote {', '.join(str(p) for p in written.values())} (wall time {results['wall_time_s']:.1f} s)")
-    return 0

@@ -143,6 +143,30 @@ class ImageFolderDataset(Dataset):
         return (self.transform(image) if self.transform else image), label
 
 
+class ImageFilesDataset(Dataset):
+    """Every ``.jpg/.jpeg/.png`` under ``root`` (any depth, sorted), label -1: unlabeled faces such as
+    TinyFace's gallery distractors, which come as one flat folder."""
+
+    def __init__(self, root: str | os.PathLike, transform: Transform | None = None) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataFormatError(f"{self.root}: image folder not found")
+        self.files = sorted(p for p in self.root.rglob("*")
+                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name[:1] != ".")
+        if not self.files:
+            raise DataFormatError(f"{self.root}: holds no .jpg/.jpeg/.png image")
+        self.labels = [-1] * len(self.files)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path = self.files[index]
+        image = _to_tensor(decode_image(path.read_bytes(), source=str(path)))
+        return (self.transform(image) if self.transform else image), -1
+
+
 def pack_image_folder(folder: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """Pack an image folder into ``out_dir/{train.rec, train.idx, property}``; returns train.rec.
 
