@@ -26,6 +26,15 @@ def degrade_normalised(x: torch.Tensor, size: int, input_size: int, kernel: str 
     return (degrade_to_size(pixels, size, kernel=kernel, output_size=input_size) - 0.5) / 0.5
 
 
+def probe_chain(image_size: int, size: int, input_size: int) -> tuple[int, ...]:
+    """The resizes :func:`degrade_normalised` really applies to ``image_size`` faces probed at ``size`` for a
+    model of ``input_size`` (a resize to the current side is the identity). Two probe sizes with the same chain
+    give bit-identical model inputs: e.g. a 16-px student sees a 112-px probe exactly as a 16-px one."""
+    chain = [size] if size != image_size else []
+    current = chain[-1] if chain else image_size
+    return (*chain, input_size) if input_size != current else tuple(chain)
+
+
 def degraded_model_fn(
     model_fn: Callable[[torch.Tensor], torch.Tensor], size: int, input_size: int, kernel: str = "bicubic"
 ) -> Callable[[torch.Tensor], torch.Tensor]:

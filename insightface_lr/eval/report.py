@@ -27,7 +27,7 @@ import torch
 
 from ..data.verification_bin import load_bin_images
 from ..errors import ConfigError
-from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification
+from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model, resolve_device
 from .verification import ROC_THRESHOLDS
 
@@ -77,7 +77,9 @@ def run_sweep(
 
     ``results["records"]``: one dict per cell with ``model, bin, size, facebn, pair_mode, status`` ("ok" or
     "n/a"), the :data:`METRICS`, ``fold_accuracy``/``fold_threshold`` [10], ``tpr``/``fpr`` [T] on
-    ``results["roc_thresholds"]`` and ``seconds``. ``config`` (if given) overrides the keyword options.
+    ``results["roc_thresholds"]`` and ``seconds``; a cell whose model input is bit-identical to an earlier
+    size's (see :func:`probe_chain`) copies it and adds ``same_input_as_size``. ``config`` (if given)
+    overrides the keyword options.
     Each bin's images are decoded once and kept only while that bin is evaluated.
     """
     cfg = config or SweepConfig(tuple(int(s) for s in sizes), tuple(facebn_modes), pair_mode, int(batch_size))
@@ -112,11 +114,17 @@ def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.n
     hr = None
     if cfg.pair_mode == "hr-lr":  # the gallery at HR: once per (model, bin), reused by every size and mode
         hr = embed_at_size(model.fn, images, images.shape[1], model.input_size, cfg.batch_size, device)
-    out = []
+    out, done = [], {}
     for size in cfg.sizes:
+        chain = probe_chain(images.shape[1], size, model.input_size)
         for mode in cfg.facebn_modes:
             bar.set_postfix_str(f"{model.name} {bin_name} {size}px facebn={mode}", refresh=False)
-            out.append(evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, hr))
+            if (chain, mode) in done:  # bit-identical model input: the same numbers, without recomputing them
+                same = done[(chain, mode)]
+                out.append({**same, "size": int(size), "seconds": 0.0, "same_input_as_size": same["size"]})
+            else:
+                done[(chain, mode)] = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, hr)
+                out.append(done[(chain, mode)])
             bar.update(1)
     return out
 

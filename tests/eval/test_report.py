@@ -24,7 +24,7 @@ from insightface_lr.data.image_codec import encode_jpeg
 from insightface_lr.data.synthetic import SyntheticFaceConfig, generate_faces
 from insightface_lr.data.verification_bin import load_bin_images, write_bin
 from insightface_lr.errors import ConfigError
-from insightface_lr.eval.lowres import embed_at_size, lowres_verification
+from insightface_lr.eval.lowres import degrade_normalised, embed_at_size, lowres_verification, probe_chain
 from insightface_lr.eval.model_loading import load_eval_model
 from insightface_lr.eval.report import SweepConfig, run_sweep, unique_names, write_report
 from insightface_lr.models.facebn import FaceBN
@@ -149,7 +149,7 @@ def test_results_json_holds_every_cell_and_the_run(cli_run) -> None:
     assert res["models"]["tiny"]["input_size"] == 16 and res["models"]["tiny"]["supports_facebn"]
 
 
-@pytest.mark.parametrize(("size", "facebn"), [(8, "off"), (8, "batch"), (112, "batch")])
+@pytest.mark.parametrize(("size", "facebn"), [(8, "off"), (8, "batch"), (112, "batch"), (16, "batch")])
 def test_json_numbers_equal_direct_lowres_verification(cli_run, assets, size, facebn) -> None:
     record = cell(cli_run["results"], size, facebn)
     ref = direct(assets, size, facebn)
@@ -157,6 +157,26 @@ def test_json_numbers_equal_direct_lowres_verification(cli_run, assets, size, fa
         assert record[key] == pytest.approx(getattr(ref, key), abs=1e-12), key
     np.testing.assert_allclose(record["tpr"], ref.tpr, atol=1e-12)
     np.testing.assert_allclose(record["fold_accuracy"], ref.fold_accuracy, atol=1e-12)
+
+
+def test_identical_model_inputs_are_computed_once(cli_run, assets) -> None:
+    """A 16-px student sees a 112-px probe exactly as a 16-px one (the resize to 16 is the only step); the
+    sweep reuses that cell, says so, and the numbers still equal direct calls at each size (test above)."""
+    res = cli_run["results"]
+    for facebn in ("off", "batch"):
+        source, reused = cell(res, 112, facebn), cell(res, 16, facebn)  # swept in SIZES order: 112 first
+        assert reused["same_input_as_size"] == 112 and "same_input_as_size" not in source
+        assert reused["accuracy_mean"] == source["accuracy_mean"] and reused["fold_accuracy"] == source["fold_accuracy"]
+    images, _ = load_bin_images(assets["bin"])
+    x = (torch.from_numpy(images[:4]).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    assert torch.equal(degrade_normalised(x, 112, 16), degrade_normalised(x, 16, 16))
+
+
+@pytest.mark.parametrize(("image", "size", "model_input", "chain"), [
+    (112, 112, 16, (16,)), (112, 16, 16, (16,)), (112, 24, 16, (24, 16)), (112, 112, 112, ()),
+    (112, 16, 112, (16, 112)), (112, 128, 112, (128, 112)), (112, 8, 8, (8,))])
+def test_probe_chain(image, size, model_input, chain) -> None:
+    assert probe_chain(image, size, model_input) == chain
 
 
 def test_facebn_on_differs_from_off(cli_run) -> None:
