@@ -80,6 +80,7 @@ class TrainConfig:
     clip_grad_norm: float = 5.0
     val_sizes: tuple[int, ...] = ()            # LR sizes for verification during training (default lr_sizes)
     device: str = "auto"                       # "auto", "cpu" or "cuda"
+    max_num_classes: int = 10_000_000          # refuse more identities (a corrupt label); WebFace42M has 2M
 
     def __post_init__(self) -> None:
         _check_values(self)
@@ -90,7 +91,7 @@ def _check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"field `margin_mode`: expected 'insightface' or 'exact', got {cfg.margin_mode!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"field `optimizer`: expected 'sgd' or 'adamw', got {cfg.optimizer!r}")
-    for name in ("batch_size", "num_epoch", "gradient_acc"):
+    for name in ("batch_size", "num_epoch", "gradient_acc", "max_num_classes"):
         if getattr(cfg, name) < 1:
             raise ConfigError(f"field `{name}`: expected a positive integer, got {getattr(cfg, name)}")
     for size in cfg.lr_sizes + cfg.val_sizes:

@@ -14,13 +14,17 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from ..errors import ConfigError
+from ..errors import ConfigError, DataFormatError
 from ..losses.distiller import DistillDims, Distiller, build_distiller
 from ..losses.margin import build_head_from_margin_list
 from ..losses.partial_fc import ShardedMarginClassifier
 from ..registry import BACKBONES, import_plugins, load_builtins
 from .config import TrainConfig
 from .distributed import DistContext
+
+# how many classes per training image :func:`check_num_classes` lets through (plus a slack for tiny sets)
+CLASSES_PER_IMAGE = 2
+CLASS_SLACK = 1000
 
 
 class IndexedDataset(Dataset):
@@ -49,7 +53,8 @@ def rec_path(cfg: TrainConfig) -> Path:
 
 
 def build_dataset(cfg: TrainConfig) -> tuple[Dataset, int]:
-    """The training set and its number of classes (checked against the config's ``num_classes``)."""
+    """The training set and its number of classes (checked against the config's ``num_classes``, the
+    number of images and ``max_num_classes`` before the classifier is allocated)."""
     from ..data.datasets import RecordDataset
 
     path = rec_path(cfg)
@@ -59,7 +64,30 @@ def build_dataset(cfg: TrainConfig) -> tuple[Dataset, int]:
         raise ConfigError(
             f"field `num_classes`: config says {cfg.num_classes} but {path} holds {num_classes} identities"
         )
+    source = f"{path.with_name('property')} (num_classes)" if dataset.property is not None else f"{path} (labels)"
+    check_num_classes(num_classes, len(dataset), source, cfg)
     return dataset, num_classes
+
+
+def check_num_classes(num_classes: int, num_images: int, source: str, cfg: TrainConfig) -> None:
+    """Refuse a class count that would allocate an absurd classifier (``num_classes x embedding_size``).
+
+    arcface_torch expects labels ``0 .. K-1`` with every identity present, so ``K <= images``; up to
+    :data:`CLASSES_PER_IMAGE` x images (+ :data:`CLASS_SLACK`) is let through for sets with gaps (a subset
+    keeping its original labels). A larger ``K`` (a label of 2**40 in a 10-image .rec) is a data error
+    unless the config states ``num_classes`` itself; ``max_num_classes`` caps it in every case.
+    """
+    gib = num_classes * cfg.embedding_size * 4 / 2**30  # float32 weights, before optimizer state
+    limit = CLASSES_PER_IMAGE * num_images + CLASS_SLACK
+    if not cfg.num_classes and num_classes > limit:
+        raise DataFormatError(
+            f"{source}: {num_classes} identities for {num_images} images (at most {limit} accepted; "
+            f"expected labels 0..K-1 with every identity present); the classifier would hold {gib:.3g} GiB. "
+            "Relabel the set contiguously, or set field `num_classes` to this value if the gaps are intended")
+    if num_classes > cfg.max_num_classes:
+        raise ConfigError(f"{source}: {num_classes} identities exceed field `max_num_classes` "
+                          f"({cfg.max_num_classes}); the classifier would hold {gib:.3g} GiB of weights. Raise "
+                          "`max_num_classes` (--set max_num_classes=N) if the set really has that many identities")
 
 
 def build_student(cfg: TrainConfig) -> nn.Module:
@@ -109,6 +137,10 @@ class TeacherCentres:
         """From the memory-mapped cache ``[N, 2, Dt]`` (original + flip), read in chunks so that a
         multi-million-image cache is never loaded whole: each face counts once (its flip-fused, unit
         embedding), each class centre is the normalised sum of its faces."""
+        # a label beyond the property file's count would be a bare IndexError inside index_add_
+        if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+            raise DataFormatError(f"training labels lie in [{int(labels.min())}, {int(labels.max())}] but "
+                                  f"num_classes is {num_classes} (the property file or field `num_classes`)")
         sums = torch.zeros(num_classes, embeddings.shape[-1])
         for start in range(0, embeddings.shape[0], chunk):
             block = torch.from_numpy(np.array(embeddings[start:start + chunk], dtype=np.float32)).sum(dim=1)
