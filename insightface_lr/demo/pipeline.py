@@ -108,16 +108,15 @@ class DemoPipeline:
                 "demo_bridge_step1.py", self.out / "bridge_g", {
                     "num_epoch": self.settings.bridge_epochs, "seed": self.settings.teacher_seed,
                     "teacher": str(teacher)}, cache="teacher"))
-        models = {"teacher": (teacher, self.settings.eval_sizes)}
+        models = {"teacher": teacher}
         for method, size, seed in self.settings.student_cells():
             cell = StudentCell(method, size, seed)
             path = self.out / "students" / cell.name / "student.pt"
             self._stage(f"student {cell.name}", path.is_file(), lambda c=cell: self.train_student(c, teacher, bridge))
-            models[cell.name] = (path, self.settings.probe_sizes(seed))
-        for name, (path, sizes) in models.items():
+            models[cell.name] = path
+        for name, path in models.items():
             target = self.out / "eval" / f"{name}.json"
-            self._stage(f"eval {name}", target.is_file(), lambda n=name, p=path, s=sizes, t=target:
-                        self.evaluate(n, p, s, t))
+            self._stage(f"eval {name}", target.is_file(), lambda n=name, p=path, t=target: self.evaluate(n, p, t))
         records = [r for name in models for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
         summary = build_summary(records, self.settings, self.timings, time.perf_counter() - start, self.device,
                                 ran=self.ran)
@@ -161,21 +160,15 @@ class DemoPipeline:
         cache = None if cell.method == "none" else ("bridge_g" if cell.method == "bridge" else "teacher")
         return self.train("demo_student.py", self.out / "students" / cell.name, fields, cache=cache)
 
-    def evaluate(self, name: str, path: Path, sizes: tuple[int, ...], target: Path) -> None:
-        """FaceBN off at every probe size; FaceBN on at every size for students, only at the headline size for
-        the teacher (a 112-px network costs ~5x a student per cell, and only the headline table uses it)."""
+    def evaluate(self, name: str, path: Path, target: Path) -> None:
+        """Both sets, every probe size, FaceBN off and on (both sets decoded once per model)."""
         from ..eval.report import SweepConfig, run_sweep
 
         s = self.settings
-        sweeps = [(tuple(sizes), ("off", s.facebn_mode))]  # each sweep decodes the bins once
-        if name == "teacher":
-            sweeps = [(tuple(sizes), ("off",)), ((s.headline_size,), (s.facebn_mode,))]
+        config = SweepConfig(sizes=s.eval_sizes, facebn_modes=("off", s.facebn_mode), batch_size=s.eval_batch_size)
         bins = [self.data / f"{b}.bin" for b in BINS]
-        records, result = [], {}
-        for probe_sizes, modes in sweeps:
-            config = SweepConfig(sizes=probe_sizes, facebn_modes=modes, batch_size=s.eval_batch_size)
-            result = run_sweep({name: path}, bins, device=self.device, progress=self.progress, config=config)
-            records += result["records"]
+        result = run_sweep({name: path}, bins, device=self.device, progress=self.progress, config=config)
+        records = result["records"]
         for record in records:  # the bin's own name, not a path stem that a user could rename
             record.update(_cell_fields(name))
         _write_json(target, {"records": records, "model": result["models"][name], "hardware": result["hardware"]})

@@ -1,4 +1,4 @@
-"""The demo's two figures: accuracy vs probe resolution (seed-0 sweep) and FaceBN gain (mean ± std over seeds).
+"""The demo's two figures: accuracy vs probe resolution and FaceBN gain (both mean ± std over seeds).
 
 Drawn on an explicit Agg canvas (no pyplot state), written atomically by :func:`insightface_lr.eval.plots.save_png`.
 """
@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from .settings import METHODS
 
@@ -25,7 +27,8 @@ def _models(settings: dict[str, Any]) -> list[str]:
 
 
 def accuracy_figure(summary: dict[str, Any]):
-    """One panel per set: accuracy vs probe size of the teacher and the headline-size students (first seed)."""
+    """One panel per set: accuracy vs probe size of the teacher and the headline-size students, mean over
+    seeds (band: ± std)."""
     from matplotlib import colormaps
 
     s = summary["settings"]
@@ -36,12 +39,12 @@ def accuracy_figure(summary: dict[str, Any]):
         for m in _models(s):
             lr = 112 if m == "teacher" else s["headline_size"]
             for f, style in (("off", "-"), (s["facebn_mode"], "--")):
-                pts = sorted((r["size"], 100 * r["accuracy_mean"]) for r in summary["records"]
-                             if r["method"] == m and r["lr_size"] == lr and r["bin"] == bin_name and r["facebn"] == f
-                             and r["status"] == "ok" and r["seed"] in (s["seeds"][0], None))
+                pts = sorted((a["size"], a["mean"], a["std"]) for a in summary["aggregate"]
+                             if a["method"] == m and a["lr_size"] == lr and a["bin"] == bin_name and a["facebn"] == f)
                 if pts:
-                    xs, ys = zip(*pts, strict=True)
+                    xs, ys, sd = (np.array(v) for v in zip(*pts, strict=True))
                     ax.plot(xs, ys, style, marker="o", ms=3, color=colours[m], label=m if f == "off" else None)
+                    ax.fill_between(xs, ys - sd, ys + sd, color=colours[m], alpha=0.12, linewidth=0)
         sizes = sorted(s["eval_sizes"])
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(z) for z in sizes])
@@ -55,8 +58,6 @@ def accuracy_figure(summary: dict[str, Any]):
 
 def facebn_figure(summary: dict[str, Any]):
     """Grouped bars: FaceBN gain (points) per method at the headline size, test and shifted, ± std over seeds."""
-    import numpy as np
-
     s = summary["settings"]
     h, on = s["headline_size"], s["facebn_mode"]
     agg = {(a["method"], a["lr_size"], a["bin"], a["size"], a["facebn"]): a for a in summary["aggregate"]}

@@ -81,10 +81,12 @@ def _fmt(a: dict[str, Any] | None) -> str:
     return f"{a['mean']:.1f} ± {a['std']:.1f}" if a["n"] > 1 else f"{a['mean']:.1f}"
 
 
-def headline_table(summary: dict[str, Any]) -> str:
-    """Students trained at the headline size, probed at it: both sets, FaceBN off/on, mean ± std over seeds."""
+def headline_table(summary: dict[str, Any], lr_size: int | None = None) -> str:
+    """Students trained at ``lr_size`` (default: the headline size), probed at it: both sets, FaceBN off/on,
+    mean ± std over seeds; the teacher probed at the same size."""
     s = summary["settings"]
-    h, on, table = s["headline_size"], s["facebn_mode"], _lookup(summary["aggregate"])
+    h = s["headline_size"] if lr_size is None else lr_size
+    on, table = s["facebn_mode"], _lookup(summary["aggregate"])
     lines = [f"| method ({h} px) | seeds | test | test + FaceBN | shifted | shifted + FaceBN |",
              "|---|---:|---:|---:|---:|---:|"]
     for m in ["teacher"] + [m for m in METHODS if m in s["methods"]]:
@@ -97,17 +99,16 @@ def headline_table(summary: dict[str, Any]) -> str:
 
 
 def sweep_table(summary: dict[str, Any], bin_name: str, lr_size: int) -> str:
-    """Seed-0 students of ``lr_size`` (and the teacher) at every probe size, FaceBN off/on."""
+    """Students of ``lr_size`` (and the teacher) at every probe size, FaceBN off/on, mean ± std over seeds."""
     s = summary["settings"]
-    sizes, seed0, table = s["eval_sizes"], s["seeds"][0], {}
-    for r in summary["records"]:
-        if r["bin"] == bin_name and r["status"] == "ok" and r["seed"] in (seed0, None):
-            table[(r["method"], r["lr_size"], r["size"], r["facebn"])] = 100 * r["accuracy_mean"]
-    lines = ["| model | FaceBN | " + " | ".join(f"{z} px" for z in sizes) + " |", "|---|---|" + "---:|" * len(sizes)]
+    sizes, table = s["eval_sizes"], _lookup(summary["aggregate"])
+    lines = ["| model | seeds | FaceBN | " + " | ".join(f"{z} px" for z in sizes) + " |",
+             "|---|---:|---|" + "---:|" * len(sizes)]
     for m, lr in [("teacher", 112)] + [(m, lr_size) for m in METHODS if m in s["methods"]]:
         for f in ("off", s["facebn_mode"]):
-            row = [f"{table[(m, lr, z, f)]:.1f}" if (m, lr, z, f) in table else "-" for z in sizes]
-            lines.append(f"| {m} | {f} | " + " | ".join(row) + " |")
+            cells = [table.get((m, lr, bin_name, z, f)) for z in sizes]
+            n = max((c["n"] for c in cells if c), default=0)
+            lines.append(f"| {m} | {n} | {f} | " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -128,10 +129,11 @@ def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
         parts.append(f"- {c['claim']}: {c['left']:.1f} vs {c['right']:.1f} ({c['difference']:+.1f} points, "
                      f"{c['n']} seed(s)): **{mark}**")
     parts.append("")
+    for lr in (z for z in s["lr_sizes"] if z != s["headline_size"]):
+        parts += [f"## Trained and probed at {lr} px", "", headline_table(summary, lr)]
     for lr in s["lr_sizes"]:
         for b in ("test", "shifted"):
-            parts += [f"## Sweep: {b}.bin, students trained at {lr} px (seed {s['seeds'][0]})", "",
-                      sweep_table(summary, b, lr)]
+            parts += [f"## Sweep: {b}.bin, students trained at {lr} px", "", sweep_table(summary, b, lr)]
     parts += ["## Plots", "", *[f"![{Path(p).stem}]({Path(p).name})" for p in plots], ""]
     totals = ", ".join(f"{k} {v:.0f} s" for k, v in run["stage_totals"].items())
     parts += ["## Run", "", f"- CPU: {hw['cpu']}, {hw['cpu_count']} cores, torch {hw['torch']} "
