@@ -1,4 +1,4 @@
-"""``insightface-lr demo [--out demo_out] [--quick] [--seeds 0,1,2] [--device auto]``: the main job.
+"""``insightface-lr demo [--out demo_out] [--quick] [--seeds 0,1,2] [--jobs N]``: the main job.
 
 Synthetic data -> HR teacher -> LR students (every method, same budget and seeds) -> verification sweep at
 112..8 px, FaceBN off/on, in-distribution and shifted test sets -> report.md, results.json, plots. Nothing
@@ -8,6 +8,12 @@ is downloaded; a killed run re-run with the same flags continues where it stoppe
 from __future__ import annotations
 
 import argparse
+
+
+def _default_jobs() -> int:
+    import os
+
+    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def _seeds(text: str) -> tuple[int, ...]:
@@ -22,26 +28,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
     parser.add_argument("--seeds", type=_seeds, help="student seeds (default: 0,1,2; --quick: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--jobs", type=int, default=_default_jobs(),
+                        help="models trained/evaluated at once, each in its own process (default: the CPU count, "
+                             "at most 8); changes the wall time, never a number")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per job (default 1: the same numbers on any number of cores; "
+                             "another value changes float reduction order and so the last digits)")
     parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the repository's recipes/)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..demo.pipeline import DemoPipeline
     from ..demo.settings import make_settings
     from ..demo.summary import headline_table
     from ..errors import ConfigError
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError("demo --threads: expected a positive integer")
-        torch.set_num_threads(args.threads)
+    if args.threads < 1 or args.jobs < 1:
+        raise ConfigError(f"demo --jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
     settings = make_settings("quick" if args.quick else "full", seeds=args.seeds)
     pipeline = DemoPipeline(args.out, settings, device=args.device, progress=not args.no_progress,
-                            recipes=args.recipes)
+                            recipes=args.recipes, jobs=args.jobs, threads=args.threads)
     summary = pipeline.run()
     print(headline_table(summary))
     for claim in summary["claims"]:

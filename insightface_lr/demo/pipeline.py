@@ -51,12 +51,20 @@ class DemoPipeline:
     """Runs (or resumes) the demo in ``out`` with ``settings``; ``run()`` returns the summary dict."""
 
     def __init__(self, out: str | os.PathLike, settings: DemoSettings, device: str = "auto",
-                 progress: bool = True, recipes: str | os.PathLike | None = None) -> None:
+                 progress: bool = True, recipes: str | os.PathLike | None = None, jobs: int = 1,
+                 threads: int = 1, record: bool = True) -> None:
+        """``jobs``: stages run at once (processes) once the teacher is trained; ``threads``: torch threads of
+        every stage. The numbers depend on ``threads`` (float reduction order), never on ``jobs``: the
+        default 1 gives the same results on any number of cores. ``record=False`` (a worker) leaves
+        ``timings.json`` to the parent process."""
         from ..eval.model_loading import resolve_device
 
+        if jobs < 1 or threads < 1:
+            raise ConfigError(f"demo: expected jobs >= 1 and threads >= 1, got jobs={jobs}, threads={threads}")
         self.out, self.settings, self.progress = Path(out), settings, progress
         self.device = str(resolve_device(device))
         self.recipes = Path(recipes) if recipes is not None else RECIPES
+        self.jobs, self.threads, self.record = jobs, threads, record
         self.data = self.out / "data"
         self.timings: dict[str, float] = {}
         self.ran: list[str] = []  # stages executed by this invocation (the others were complete already)
@@ -82,9 +90,13 @@ class DemoPipeline:
         self._say(f"[demo] {name}")
         tic = time.perf_counter()
         work()
-        self.timings[name] = round(time.perf_counter() - tic, 2)
-        self.ran.append(name)
-        _write_json(self.out / "timings.json", self.timings)
+        self.add_timings({name: round(time.perf_counter() - tic, 2)}, [name])
+
+    def add_timings(self, timings: dict[str, float], ran: list[str]) -> None:
+        self.timings.update(timings)
+        self.ran += ran
+        if self.record:
+            _write_json(self.out / "timings.json", self.timings)
 
     def _say(self, text: str) -> None:
         if self.progress:
@@ -92,36 +104,70 @@ class DemoPipeline:
 
     # ----- stages -----
     def run(self) -> dict[str, Any]:
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            return self._run()
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(self) -> dict[str, Any]:
         from . import nets  # noqa: F401  registers demo_hr_net before any model file is loaded
+        from .parallel import run_tasks
         from .summary import build_summary, write_outputs
 
         start = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
         self._stage("data", (self.data / "complete.json").is_file(), self.make_data)
-        teacher = self.out / "teacher" / "student.pt"
-        self._stage("teacher", teacher.is_file(), lambda: self.train("demo_teacher.py", self.out / "teacher", {
+        self._stage("teacher", self.teacher.is_file(), lambda: self.train("demo_teacher.py", self.out / "teacher", {
             "num_epoch": self.settings.teacher_epochs, "seed": self.settings.teacher_seed}))
-        bridge = self.out / "bridge_g" / "student.pt"
         if "bridge" in self.settings.methods:
-            self._stage("bridge_g", bridge.is_file(), lambda: self.train(
+            self._stage("bridge_g", self.bridge.is_file(), lambda: self.train(
                 "demo_bridge_step1.py", self.out / "bridge_g", {
                     "num_epoch": self.settings.bridge_epochs, "seed": self.settings.teacher_seed,
-                    "teacher": str(teacher)}, cache="teacher"))
-        models = {"teacher": teacher}
-        for method, size, seed in self.settings.student_cells():
-            cell = StudentCell(method, size, seed)
-            path = self.out / "students" / cell.name / "student.pt"
-            self._stage(f"student {cell.name}", path.is_file(), lambda c=cell: self.train_student(c, teacher, bridge))
-            models[cell.name] = path
-        for name, path in models.items():
-            target = self.out / "eval" / f"{name}.json"
-            self._stage(f"eval {name}", target.is_file(), lambda n=name, p=path, t=target: self.evaluate(n, p, t))
-        records = [r for name in models for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
+                    "teacher": str(self.teacher)}, cache="teacher"))
+        run_tasks(self, self.model_names())  # train (students) and evaluate every model
+        records = [r for name in self.model_names() for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
         summary = build_summary(records, self.settings, self.timings, time.perf_counter() - start, self.device,
                                 ran=self.ran)
+        summary["run"].update(jobs=self.jobs, threads_per_job=self.threads)
         write_outputs(summary, self.out)
         return summary
+
+    @property
+    def teacher(self) -> Path:
+        return self.out / "teacher" / "student.pt"
+
+    @property
+    def bridge(self) -> Path:
+        return self.out / "bridge_g" / "student.pt"
+
+    def cells(self) -> list[StudentCell]:
+        return [StudentCell(*cell) for cell in self.settings.student_cells()]
+
+    def model_names(self) -> list[str]:
+        return ["teacher"] + [cell.name for cell in self.cells()]
+
+    def run_task(self, name: str) -> None:
+        """Train student ``name`` (unless it is the teacher) and evaluate it; each part is skipped when done."""
+        path = self.teacher
+        if name != "teacher":
+            cell = StudentCell(**_cell_fields(name))
+            path = self.out / "students" / cell.name / "student.pt"
+            self._stage(f"student {cell.name}", path.is_file(), lambda: self.train_student(cell, self.teacher,
+                                                                                            self.bridge))
+        target = self.out / "eval" / f"{name}.json"
+        self._stage(f"eval {name}", target.is_file(), lambda: self.evaluate(name, path, target))
+
+    def cache_of(self, name: str) -> str | None:
+        """The shared teacher cache a task builds or reads (None: no cache)."""
+        method = _cell_fields(name)["method"]
+        if method in ("teacher", "none"):
+            return None
+        return "bridge_g" if method == "bridge" else "teacher"
 
     def make_data(self) -> None:
         from ..data.synthetic import SyntheticFaceConfig, write_synthetic_dataset
@@ -157,8 +203,7 @@ class DemoPipeline:
             "distill": cell.method, "seed": cell.seed, "max_steps": self.settings.student_steps,
             "network": "bridge_student", "student_input_size": cell.lr_size, "lr_sizes": (cell.lr_size,),
             "teacher": str(bridge if cell.method == "bridge" else teacher)}
-        cache = None if cell.method == "none" else ("bridge_g" if cell.method == "bridge" else "teacher")
-        return self.train("demo_student.py", self.out / "students" / cell.name, fields, cache=cache)
+        return self.train("demo_student.py", self.out / "students" / cell.name, fields, cache=self.cache_of(cell.name))
 
     def evaluate(self, name: str, path: Path, target: Path) -> None:
         """Both sets, every probe size, FaceBN off and on (both sets decoded once per model)."""

@@ -137,8 +137,10 @@ def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
     parts += ["## Plots", "", *[f"![{Path(p).stem}]({Path(p).name})" for p in plots], ""]
     totals = ", ".join(f"{k} {v:.0f} s" for k, v in run["stage_totals"].items())
     parts += ["## Run", "", f"- CPU: {hw['cpu']}, {hw['cpu_count']} cores, torch {hw['torch']} "
-              f"({hw['torch_threads']} threads), device {hw['device']} (GPU: {hw['gpu'] or 'none'})",
-              f"- stage time (summed over runs, kept across resumes): {run['total_stage_seconds']:.0f} s ({totals})",
+              f"({hw['torch_threads']} thread(s) per job, {run.get('jobs', 1)} job(s) at once), device {hw['device']} "
+              f"(GPU: {hw['gpu'] or 'none'})",
+              f"- stage time (summed over stages and runs, kept across resumes): {run['total_stage_seconds']:.0f} s "
+              f"({totals})",
               f"- wall time of the last invocation: {run['wall_time_s']:.0f} s", ""]
     return "\n".join(parts)
 

@@ -64,6 +64,34 @@ def test_second_run_reproduces_numbers_and_resume_skips_finished_stages(tiny_run
     assert _numbers(result) == _numbers(summary)
 
 
+def test_parallel_jobs_give_the_same_numbers(tiny_run, tmp_path):
+    """Two worker processes (spawned, one thread each) reproduce the in-process run bit for bit; the parent
+    alone records every stage's time."""
+    out, summary = tiny_run
+    pipeline = DemoPipeline(tmp_path / "jobs2", TINY, device="cpu", progress=False, jobs=2)
+    result = pipeline.run()
+    assert _numbers(result) == _numbers(summary)
+    timings = json.loads((tmp_path / "jobs2" / "timings.json").read_text())
+    names = pipeline.model_names()
+    assert {f"eval {n}" for n in names} | {f"student {n}" for n in names[1:]} <= set(timings)
+    assert result["run"]["jobs"] == 2 and result["run"]["threads_per_job"] == 1
+    assert "2 job(s) at once" in (tmp_path / "jobs2" / "report.md").read_text()
+
+
+def test_waves_build_each_shared_cache_once():
+    from insightface_lr.demo.parallel import waves
+
+    pipeline = DemoPipeline("unused", make_settings("full"), device="cpu", progress=False, jobs=2)
+    first, rest = waves(pipeline, pipeline.model_names())
+    assert sorted(first + rest) == sorted(pipeline.model_names()) and len(first + rest) == 1 + 28
+    caches = [pipeline.cache_of(n) for n in first if pipeline.cache_of(n) is not None]
+    assert sorted(caches) == ["bridge_g", "teacher"]  # one builder per cache in the first wave
+    assert first[:3] == ["teacher", "none_16px_s0", "kd_16px_s0"] and "bridge_16px_s0" in first
+    assert all(pipeline.cache_of(n) is not None for n in rest)
+    with pytest.raises(ConfigError, match="jobs"):
+        DemoPipeline("unused", TINY, device="cpu", jobs=0)
+
+
 def test_resume_redoes_only_missing_stages(tiny_run, tmp_path):
     import shutil
 

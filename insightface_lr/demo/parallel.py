@@ -1,0 +1,93 @@
+"""Running the demo's per-model tasks (train a student, evaluate a model) one by one or in worker processes.
+
+Every task is deterministic given its inputs and the torch thread count, so ``--jobs`` only changes the
+wall time, never a number. Two rules keep workers from stepping on each other:
+
+- a shared teacher cache is built by exactly one task: the first task of each cache runs in the first wave,
+  alone for its cache, and every other task of that cache waits for the second wave;
+- only the parent writes ``timings.json``: workers return their stage times.
+
+Workers are started with ``spawn`` (a forked OpenMP runtime can hang) and, on Linux, ask the kernel to kill
+them when the parent dies, so a killed demo never leaves a worker writing into the folder of its re-run.
+"""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pipeline import DemoPipeline
+
+
+def waves(pipeline: DemoPipeline, names: list[str]) -> list[list[str]]:
+    """``names`` split in two waves: the first task of each shared cache (and the cache-free tasks that come
+    before it), then the rest. Order within a wave is kept (the pool starts them in that order)."""
+    first, rest, seen = [], [], set()
+    for name in names:
+        cache = pipeline.cache_of(name)
+        if cache is None or cache not in seen:
+            first.append(name)
+            seen.add(cache)
+        else:
+            rest.append(name)
+    return [first, rest]
+
+
+def run_tasks(pipeline: DemoPipeline, names: list[str]) -> None:
+    """Every task of ``names`` via ``pipeline.run_task``, in-process (``jobs == 1``) or in a process pool."""
+    if pipeline.jobs == 1:
+        for name in names:
+            pipeline.run_task(name)
+        return
+    import multiprocessing
+
+    with ProcessPoolExecutor(max_workers=pipeline.jobs, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(pipeline.threads,)) as pool:
+        for wave in waves(pipeline, names):
+            futures = [pool.submit(_run_in_worker, _worker_args(pipeline), name) for name in wave]
+            _collect(pipeline, futures, pool)
+
+
+def _collect(pipeline: DemoPipeline, futures: list, pool: ProcessPoolExecutor) -> None:
+    """Merge each finished task's timings as it ends; the first failure cancels the rest and is raised."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+        for future in done:
+            if future.exception() is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise future.exception()
+            timings, ran = future.result()
+            pipeline.add_timings(timings, ran)
+            for stage in ran:
+                pipeline._say(f"[demo] {stage}: {timings[stage]:.1f} s")
+
+
+def _worker_args(pipeline: DemoPipeline) -> dict[str, Any]:
+    return {"out": pipeline.out, "settings": pipeline.settings, "device": pipeline.device,
+            "recipes": pipeline.recipes, "threads": pipeline.threads}
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):  # die with the parent (PR_SET_PDEATHSIG = 1), not orphaned
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+        except OSError:
+            pass
+
+
+def _run_in_worker(args: dict[str, Any], name: str) -> tuple[dict[str, float], list[str]]:
+    from . import nets  # noqa: F401  registers demo_hr_net in this fresh interpreter
+    from .pipeline import DemoPipeline
+
+    pipeline = DemoPipeline(progress=False, record=False, **args)
+    pipeline.run_task(name)
+    return pipeline.timings, pipeline.ran
