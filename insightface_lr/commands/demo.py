@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo.pipeline import DemoPipeline
     from ..demo.settings import make_settings
-    from ..demo.summary import headline_table
+    from ..demo.summary import claim_text, headline_table
     from ..errors import ConfigError
 
     if args.threads < 1 or args.jobs < 1:
@@ -52,6 +52,6 @@ def run(args: argparse.Namespace) -> int:
     summary = pipeline.run()
     print(headline_table(summary))
     for claim in summary["claims"]:
-        print(f"{'OK ' if claim['holds'] else 'NO '} {claim['claim']}: {claim['difference']:+.1f} points")
+        print(f"{'OK ' if claim['holds'] else 'NO '} {claim_text(claim)}".replace("**", ""))
     print(f"report: {pipeline.out / 'report.md'} (stage time {summary['run']['total_stage_seconds']:.0f} s)")
     return 0

@@ -49,7 +49,8 @@ def check_claims(agg: list[dict[str, Any]], settings: DemoSettings) -> list[dict
             return
         diff = left["mean"] - right["mean"]
         claims.append({"claim": text, "difference": diff, "holds": bool(diff >= margin),
-                       "n": min(left["n"], right["n"]), "left": left["mean"], "right": right["mean"]})
+                       "n": min(left["n"], right["n"]), "left": left["mean"], "right": right["mean"],
+                       **paired_differences(left, right)})
 
     add(f"aird beats none by >= 3 points at {h} px (test, FaceBN off)", cell("aird"), cell("none"), 3.0)
     for baseline in ("kd", "feat", "rkd"):
@@ -57,6 +58,30 @@ def check_claims(agg: list[dict[str, Any]], settings: DemoSettings) -> list[dict
     add(f"FaceBN ({on}) improves aird on the shifted set at {h} px", cell("aird", "shifted", on),
         cell("aird", "shifted"), 1e-9)
     return claims
+
+
+def paired_differences(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    """Per-seed differences ``left - right`` (points) over the seeds both have, and their sample std: the
+    noise a difference of means has to be read against (seeds share data, teacher and batch order)."""
+    right_by_seed = dict(zip(right["seeds"], right["values"], strict=True))
+    diffs = [v - right_by_seed[seed] for seed, v in zip(left["seeds"], left["values"], strict=True)
+             if seed in right_by_seed]
+    std = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else None
+    return {"seed_differences": diffs, "difference_std": std}
+
+
+def claim_text(claim: dict[str, Any]) -> str:
+    """One line of the report: the claim, its numbers, per-seed differences and the verdict."""
+    text = (f"{claim['claim']}: {claim['left']:.1f} vs {claim['right']:.1f} ({claim['difference']:+.1f} points, "
+            f"{claim['n']} seed(s)")
+    if claim.get("difference_std") is not None:
+        per_seed = ", ".join(f"{d:+.1f}" for d in claim["seed_differences"])
+        text += f"; per seed {per_seed}, std {claim['difference_std']:.1f}"
+    text += f"): **{'holds' if claim['holds'] else 'does NOT hold'}**"
+    std = claim.get("difference_std")
+    if std is not None and abs(claim["difference"]) <= std:
+        text += " (the difference is within one std of the per-seed differences: a tie at this noise level)"
+    return text
 
 
 def build_summary(records: list[dict[str, Any]], settings: DemoSettings, timings: dict[str, float],
@@ -124,10 +149,7 @@ def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
              f"seeds {s['seeds']}. Verification accuracy (%), 10-fold; mean ± std over seeds (sample std).", "",
              f"## Headline: trained and probed at {s['headline_size']} px", "", headline_table(summary),
              "## The issue's claims", ""]
-    for c in summary["claims"]:
-        mark = "holds" if c["holds"] else "does NOT hold"
-        parts.append(f"- {c['claim']}: {c['left']:.1f} vs {c['right']:.1f} ({c['difference']:+.1f} points, "
-                     f"{c['n']} seed(s)): **{mark}**")
+    parts += [f"- {claim_text(c)}" for c in summary["claims"]]
     parts.append("")
     for lr in (z for z in s["lr_sizes"] if z != s["headline_size"]):
         parts += [f"## Trained and probed at {lr} px", "", headline_table(summary, lr)]

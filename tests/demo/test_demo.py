@@ -11,7 +11,7 @@ import pytest
 from insightface_lr.demo.pipeline import DemoPipeline, _cell_fields
 from insightface_lr.demo.settings import TINY, make_settings
 from insightface_lr.demo.shifted import ShiftConfig, apply_shift, write_shifted_bin
-from insightface_lr.demo.summary import aggregate, check_claims
+from insightface_lr.demo.summary import aggregate, check_claims, claim_text
 from insightface_lr.errors import ConfigError
 
 METRIC_KEYS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "far", "fold_accuracy")
@@ -163,6 +163,13 @@ def test_aggregate_and_claims_against_hand_numbers():
     assert not claims["aird >= kd"]["holds"]  # 82.0 < 83.0
     assert claims["FaceBN (batch) improves aird on the shifted set"]["holds"]
     assert "aird >= feat" not in claims  # no feat records: the claim is not invented
+    # per seed: aird - none = 5, 7, 3 (std 2); aird - kd = -3, +1, -1 (mean -1, std 2: within noise)
+    assert claims["aird beats none by >= 3 points"]["seed_differences"] == pytest.approx([5.0, 7.0, 3.0])
+    assert claims["aird beats none by >= 3 points"]["difference_std"] == pytest.approx(2.0)
+    kd = claims["aird >= kd"]
+    assert kd["difference_std"] == pytest.approx(2.0)
+    assert "does NOT hold" in claim_text(kd) and "a tie at this noise level" in claim_text(kd)
+    assert "tie" not in claim_text(claims["aird beats none by >= 3 points"])  # +5 > std 2
 
 
 def test_settings_cells_and_names():
