@@ -1,10 +1,10 @@
 """What the demo runs: data size, training budgets and which (method, LR size, seed) cells are trained.
 
 Every model (the teacher and every student of every seed) gets the whole sweep: both sets, every probe size,
-FaceBN off and on, so every table reports mean ± std over seeds. Measured on the 2-core AMD EPYC development
-box (idle, torch's default 2 threads): ``--quick`` 2.5 minutes; a 16-px ``bridge_student`` step of 64 faces
-~0.05-0.1 s with the teacher cache; an evaluation cell (one student, one set, one probe size, one FaceBN mode,
-800 pairs with flips) ~0.3 s, ~3 s for the 112-px teacher. Every number is a field, so a user with more time
+FaceBN off and on, so every table reports mean ± std over seeds. Measured on the idle 2-core AMD EPYC
+development box with the defaults (2 jobs x 1 torch thread): the full preset 8 min 53 s wall (teacher 80 s,
+bridge network 33 s, 28 students ~10 s each, 29 evaluations ~12-20 s each, the teacher's 98 s), ``--quick``
+2 min 9 s. Every number is a field, so a user with more time
 (or a GPU) scales the demo up (more seeds, ``lr_sizes``, steps) without touching the code.
 """
 
