@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hr_student import hr_calibrated_student
 from PIL import Image
 
 from insightface_lr import cli
@@ -27,8 +28,7 @@ from insightface_lr.eval.identification_sets import identification_at_size
 from insightface_lr.eval.lowres import embed_at_size
 from insightface_lr.eval.model_loading import load_eval_model
 from insightface_lr.models.facebn import FaceBN
-from insightface_lr.models.teacher import load_student, save_student
-from insightface_lr.registry import BACKBONES, load_builtins
+from insightface_lr.models.teacher import load_student
 
 SIZES = (32, 8)
 HR = 32
@@ -44,20 +44,8 @@ def write_folder(root: Path, images: np.ndarray, labels: np.ndarray | None) -> P
 
 
 def make_student(path: Path, images: np.ndarray) -> Path:
-    """A tiny 16-px bridge_student whose BN running stats are the population stats of ``images`` at HR."""
-    load_builtins()
-    torch.manual_seed(0)
-    model = BACKBONES.build("bridge_student", embedding_size=32, input_size=16)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    x = torch.nn.functional.interpolate(x, size=16, mode="bicubic", antialias=True, align_corners=False)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None
-    model.train()
-    with torch.no_grad():
-        model((x - 0.5) / 0.5)
-    return save_student(path, model.eval(), network="bridge_student")
+    """The tiny student with the HR population statistics of ``images``."""
+    return hr_calibrated_student(path, images)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hr_student import hr_calibrated_student
 
 from insightface_lr import cli
 from insightface_lr.commands.eval import parse_facebn, parse_models, parse_sizes
@@ -50,22 +51,8 @@ def make_pair_bin(path: Path, identities: int, per_identity: int = 4, seed: int 
 
 
 def make_student(path: Path, bin_path: Path) -> Path:
-    """A tiny bridge_student whose BN running stats are the exact HR statistics of the set (as if trained
-    on HR faces), saved with save_student."""
-    load_builtins()
-    torch.manual_seed(0)
-    model = BACKBONES.build("bridge_student", embedding_size=32, input_size=16)
-    images, _ = load_bin_images(bin_path)
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-    x = torch.nn.functional.interpolate(x, size=16, mode="bicubic", antialias=True, align_corners=False)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the pass: the population statistics
-    model.train()
-    with torch.no_grad():
-        model((x - 0.5) / 0.5)
-    return save_student(path, model.eval(), network="bridge_student")
+    """The tiny student with the HR population statistics of the set's faces."""
+    return hr_calibrated_student(path, load_bin_images(bin_path)[0])
 
 
 @pytest.fixture(scope="module")
