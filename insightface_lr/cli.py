@@ -46,9 +46,16 @@ def _module(module_name: str):
     return importlib.import_module(module_name)
 
 
+LONG_RUNNING = ("train", "eval", "demo")  # commands whose batches benefit from :func:`runtime.tune_malloc`
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command in LONG_RUNNING:
+        from .runtime import tune_malloc
+
+        tune_malloc()
     try:
         return int(_module(args._module).run(args) or 0)
     except InsightFaceLRError as exc:

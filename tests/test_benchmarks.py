@@ -126,3 +126,17 @@ def test_recordio_script(tmp_path, one_thread) -> None:
     for key, ratio in data["ratio_ours_to_mxnet"].items():
         assert ratio == pytest.approx(data["ours"][key] / mx["mxnet"][key])
     assert set(data["ratio_ours_to_mxnet"]) >= {"seq_records_per_s", "random_records_per_s", "decode_1proc_per_s"}
+
+
+def test_allocator_script(tmp_path, one_thread) -> None:
+    from benchmarks import allocator
+
+    out = tmp_path / "allocator.json"
+    assert allocator.main([*one_thread, "--out", str(out)]) == 0
+    data = _load(out)
+    assert [r["mode"] for r in data["runs"]] == ["default", "tuned"]  # one child each, alternating
+    assert [r["applied"] for r in data["runs"]] == [False, True]
+    assert all(_positive(r["seconds"]) for r in data["runs"])
+    default, tuned = data["summary"]
+    assert default["seconds"] == data["runs"][0]["seconds"] and tuned["seconds"] == data["runs"][1]["seconds"]
+    assert default["ratio_default_to_tuned"] == pytest.approx(default["seconds"] / tuned["seconds"])

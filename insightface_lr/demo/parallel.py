@@ -73,7 +73,10 @@ def _worker_args(pipeline: DemoPipeline) -> dict[str, Any]:
 def _init_worker(threads: int) -> None:
     import torch
 
+    from ..runtime import tune_malloc
+
     torch.set_num_threads(threads)
+    tune_malloc()
     if sys.platform.startswith("linux"):  # die with the parent (PR_SET_PDEATHSIG = 1), not orphaned
         import ctypes
         import signal
