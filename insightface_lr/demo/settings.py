@@ -2,9 +2,9 @@
 
 Every model (the teacher and every student of every seed) gets the whole sweep: both sets, every probe size,
 FaceBN off and on, so every table reports mean ± std over seeds. Measured on the idle 2-core AMD EPYC
-development box with the defaults (2 jobs x 1 torch thread): the full preset 8 min 53 s wall (teacher 80 s,
-bridge network 33 s, 28 students ~10 s each, 29 evaluations ~12-20 s each, the teacher's 98 s), ``--quick``
-2 min 9 s. Every number is a field, so a user with more time (or a GPU) scales the demo up (more seeds,
+development box with the defaults (2 jobs x 1 torch thread): the full preset 7 min 38 s wall (teacher 79 s,
+bridge network 29 s, 28 students ~10 s each, 29 evaluations ~10-15 s each, the teacher's ~80 s), ``--quick``
+2 min. Every number is a field, so a user with more time (or a GPU) scales the demo up (more seeds,
 ``lr_sizes``, steps) without touching the code.
 """
 
