@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -76,6 +77,62 @@ def test_parallel_jobs_give_the_same_numbers(tiny_run, tmp_path):
     assert {f"eval {n}" for n in names} | {f"student {n}" for n in names[1:]} <= set(timings)
     assert result["run"]["jobs"] == 2 and result["run"]["threads_per_job"] == 1
     assert "2 job(s) at once" in (tmp_path / "jobs2" / "report.md").read_text()
+
+
+def _children(pid: int) -> set[int]:
+    """PIDs whose parent is ``pid`` (Linux /proc)."""
+    import os
+
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read()  # noqa: SIM115
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's exit status may wait for a reaper that is not ours)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"  # noqa: SIM115
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="uses /proc and PR_SET_PDEATHSIG")
+def test_killed_parallel_demo_leaves_no_workers_and_resumes(tiny_run, tmp_path):
+    """SIGKILL the parent while its two workers run: the workers die with it (no orphan keeps writing into
+    the folder), and a re-run finishes with the numbers of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    _, summary = tiny_run
+    out = tmp_path / "killed"
+    script = ("from insightface_lr.demo.pipeline import DemoPipeline; from insightface_lr.demo.settings import TINY; "
+              f"DemoPipeline({str(out)!r}, TINY, device='cpu', progress=False, jobs=2).run()")
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    deadline, workers = time.time() + 120, set()
+    while time.time() < deadline and proc.poll() is None:
+        workers |= _children(proc.pid)
+        timings = out / "timings.json"
+        if workers and timings.is_file() and any(k.startswith("student") for k in json.loads(timings.read_text())):
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and workers, "the demo finished (or never started workers) before the kill"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(map(_running, workers)):
+        time.sleep(0.2)
+    assert not any(map(_running, workers))
+    resumed = DemoPipeline(out, TINY, device="cpu", progress=False, jobs=2).run()
+    assert _numbers(resumed) == _numbers(summary)
 
 
 def test_waves_build_each_shared_cache_once():
