@@ -10,9 +10,14 @@ from __future__ import annotations
 import argparse
 
 
-def _default_jobs() -> int:
+def default_jobs(device: str) -> int:
+    """One job per CPU core (at most 8) on the CPU; one on a GPU, which the jobs would only share."""
     import os
 
+    from ..eval.model_loading import resolve_device
+
+    if resolve_device(device).type == "cuda":
+        return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
 
@@ -28,9 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
     parser.add_argument("--seeds", type=_seeds, help="student seeds (default: 0,1,2; --quick: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--jobs", type=int, default=_default_jobs(),
+    parser.add_argument("--jobs", type=int,
                         help="models trained/evaluated at once, each in its own process (default: the CPU count, "
-                             "at most 8); changes the wall time, never a number")
+                             "at most 8; 1 on a GPU); changes the wall time, never a number")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per job (default 1: the same numbers on any number of cores; "
                              "another value changes float reduction order and so the last digits)")
@@ -44,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.summary import claim_text, headline_table
     from ..errors import ConfigError
 
+    if args.jobs is None:
+        args.jobs = default_jobs(args.device)
     if args.threads < 1 or args.jobs < 1:
         raise ConfigError(f"demo --jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
     settings = make_settings("quick" if args.quick else "full", seeds=args.seeds)

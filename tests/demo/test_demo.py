@@ -271,3 +271,18 @@ def test_demo_hr_net_shapes_registration_and_every_pixel_counts():
         net(torch.randn(1, 3, 96, 96))
     with pytest.raises(ConfigError):
         DemoHRNet(input_size=100)
+
+
+def test_default_jobs_one_per_core_on_cpu_one_on_gpu(monkeypatch):
+    import os
+
+    import torch
+
+    from insightface_lr.commands.demo import default_jobs
+
+    monkeypatch.setattr(os, "cpu_count", lambda: 32)
+    assert default_jobs("cpu") == 8  # capped: past a few jobs the demo's serial teacher stage dominates
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_jobs("cpu") == 2
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_jobs("auto") == 1 and default_jobs("cuda") == 1
