@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..registry import register_loss
-from .distiller import DistillDims, DistillInputs, DistillTerm, check_positive, make_adaptor
+from .distiller import DistillDims, DistillInputs, DistillTerm, as_float, check_positive, make_adaptor
 
 
 def cosine_distance(f_s: Tensor, f_t: Tensor) -> Tensor:
@@ -68,19 +68,23 @@ def instance_distillation(
     return loss
 
 
-def relation_target(f_t: Tensor, tau_r: float, labels: Tensor | None, identity_aware: bool) -> Tensor:
-    """Log of the teacher relation ``r_t`` [B, B]; identity-aware: same-label entries share their mass.
+def relation_target(f_t: Tensor, tau_r: float, labels: Tensor | None, identity_aware: bool,
+                    bank: Tensor | None = None, bank_labels: Tensor | None = None) -> Tensor:
+    """Log of the teacher relation ``r_t`` [B, N] of the B rows ``f_t`` over the N faces of ``bank``
+    (default: ``f_t`` itself, N = B); identity-aware: same-label entries share their mass.
 
     Identity-aware rows spread the total mass of the same-label pairs (the sample itself included)
     evenly over them, so the student is not asked to rank two faces of one person.
     """
     t = F.normalize(f_t, dim=1)
-    log_r = F.log_softmax(t @ t.T / tau_r, dim=1)
+    columns = t if bank is None else F.normalize(bank, dim=1)
+    log_r = F.log_softmax(t @ columns.T / tau_r, dim=1)
     if not identity_aware:
         return log_r
-    if labels is None:
-        raise ConfigError("AIRD relation: identity_aware=True needs labels")
-    same = (labels[:, None] == labels[None, :]).to(log_r.dtype)
+    if labels is None or (bank is not None and bank_labels is None):
+        raise ConfigError("AIRD relation: identity_aware=True needs labels (and the bank's labels)")
+    column_labels = labels if bank is None else bank_labels
+    same = (labels[:, None] == column_labels[None, :]).to(log_r.dtype)
     r = log_r.exp()
     shared = (r * same).sum(dim=1, keepdim=True) / same.sum(dim=1, keepdim=True)
     target = torch.where(same > 0, shared, r)
@@ -93,13 +97,20 @@ def relation_distillation(
     tau_r: float = 0.1,
     labels: Tensor | None = None,
     identity_aware: bool = False,
+    bank: Tensor | None = None,
+    bank_labels: Tensor | None = None,
 ) -> Tensor:
     """AIRD relation level ``mean_i KL(r_t(i,.) || r_ts(i,.))``; f_s, f_t: [B, D] -> scalar.
 
-    One [B, B] matrix product per relation, no loops. B = 1 gives exactly 0 (one-entry softmax).
+    The relations run over the N teacher faces of ``bank`` [N, D] (the global batch under DDP, which
+    holds the B rows of ``f_t``; default ``f_t``): rows are this rank's faces, so the mean over all ranks'
+    rows (DDP's gradient average) is the one-process loss. One [B, N] matrix product per relation, no
+    loops. B = N = 1 gives exactly 0 (one-entry softmax).
     """
-    cross = F.normalize(f_s, dim=1) @ F.normalize(f_t, dim=1).T / tau_r
-    return row_kl(relation_target(f_t, tau_r, labels, identity_aware), F.log_softmax(cross, dim=1))
+    columns = f_t if bank is None else bank
+    cross = F.normalize(f_s, dim=1) @ F.normalize(columns, dim=1).T / tau_r
+    target = relation_target(f_t, tau_r, labels, identity_aware, bank, bank_labels)
+    return row_kl(target, F.log_softmax(cross, dim=1))
 
 
 @dataclass(frozen=True)
@@ -124,6 +135,7 @@ class AIRDLoss(DistillTerm):
     name = "aird"
     config_class = AIRDConfig
     uses_teacher_centres = True
+    uses_teacher_bank = True
 
     def __init__(self, dims: DistillDims, **fields: object) -> None:
         super().__init__(dims, **fields)
@@ -140,7 +152,9 @@ class AIRDLoss(DistillTerm):
             z_s, z_t = cosine_logits(f_s, centres, cfg.scale), cosine_logits(teacher, centres, cfg.scale)
             pred = soft_kl(z_s, z_t, cfg.tau)
         instance = cfg.lambda_f * feat + cfg.lambda_p * pred
-        relation = relation_distillation(f_s, teacher, cfg.tau_r, inputs.labels, cfg.identity_aware)
+        bank = None if inputs.teacher_bank is None else as_float(inputs.teacher_bank).detach()
+        relation = relation_distillation(f_s, teacher, cfg.tau_r, inputs.labels, cfg.identity_aware, bank,
+                                         inputs.labels_bank)
         return {
             "loss": cfg.alpha * instance + cfg.beta * relation,
             "instance": instance,

@@ -33,6 +33,10 @@ class DistillInputs:
     teacher_centres: Tensor | None = None  # [C, Dt] frozen teacher classifier W_t, or None
     student_logits: Tensor | None = None  # [B, C] student cosine logits (unscaled), or None
     student_hr: Tensor | None = None  # [B, Ds] student embedding of the HR view (optional)
+    # under DDP: the teacher embeddings and labels of the global batch (every rank's rows, this one's
+    # included), so batch relations span the global batch as in one process; None = the local batch
+    teacher_bank: Tensor | None = None  # [N, Dt]
+    labels_bank: Tensor | None = None  # [N]
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,8 @@ class DistillTerm(nn.Module):
     requires_teacher_centres: ClassVar[bool] = False
     #: the term uses ``inputs.teacher_centres`` when given (the trainer should pass them if it has them)
     uses_teacher_centres: ClassVar[bool] = False
+    #: the term relates faces across the batch: under DDP the trainer passes the global batch's teacher rows
+    uses_teacher_bank: ClassVar[bool] = False
 
     def __init__(self, dims: DistillDims, **fields: Any) -> None:
         super().__init__()
@@ -143,6 +149,10 @@ class Distiller(nn.Module):
         return self.requires_teacher_centres or any(
             getattr(t, "uses_teacher_centres", False) for t in self.terms.values()
         )
+
+    @property
+    def uses_teacher_bank(self) -> bool:
+        return any(getattr(t, "uses_teacher_bank", False) for t in self.terms.values())
 
     def forward(self, inputs: DistillInputs) -> tuple[Tensor, dict[str, Tensor]]:
         total = torch.zeros((), device=inputs.student.device)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -26,7 +27,7 @@ from . import parts
 from .callbacks import TrainLogger, VerificationCallback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .distributed import DistContext, all_reduce_mean_, barrier, resolve_device
+from .distributed import DistContext, all_reduce_mean_, barrier, gather_rows, resolve_device
 from .sampler import ResumableDistributedSampler
 from .schedule import build_optimizer, build_scheduler
 from .teacher_cache import cache_key, file_fingerprint, open_or_build_cache
@@ -149,6 +150,9 @@ class Trainer:
         if teacher is not None and len(self.distiller.terms):
             inputs = DistillInputs(student=embedding, teacher=teacher, labels=labels,
                                    teacher_centres=self.teacher_centres)
+            if self.ctx.distributed and self.distiller.uses_teacher_bank:  # relations over the global batch
+                inputs = replace(inputs, teacher_bank=gather_rows(teacher, self.ctx),
+                                 labels_bank=gather_rows(labels, self.ctx))
             distill_total, distill_parts = self.distiller(inputs)
             total = total + distill_total
             named.update(distill_parts)

@@ -85,6 +85,28 @@ def test_relation_matches_numpy(sample, identity_aware: bool) -> None:
     assert got.item() == pytest.approx(want, rel=1e-9)
 
 
+@pytest.mark.parametrize("identity_aware", [False, True])
+def test_relation_over_a_bank_splits_the_batch_exactly(sample, identity_aware: bool) -> None:
+    """DDP's view: each rank holds some rows, the bank is the global batch. The mean of the ranks' losses
+    (and of their gradients, as DDP averages) equals the one-process loss and gradient over the whole batch."""
+    labels = torch.tensor(sample["labels"])
+    fs = t64(sample["fs"]).requires_grad_(True)
+    ft = t64(sample["ft"])
+    whole = relation_distillation(fs, ft, 0.3, labels, identity_aware)
+    (grad_whole,) = torch.autograd.grad(whole, fs)
+    ranks = [slice(0, 1), slice(1, 4)]  # uneven shards: the bank carries the other rank's faces
+    losses = [relation_distillation(fs[r], ft[r], 0.3, labels[r], identity_aware, bank=ft, bank_labels=labels)
+              for r in ranks]
+    # each rank's loss is a mean over its own rows: weight by rows to compare with the whole-batch mean
+    mean = sum(loss * (r.stop - r.start) for loss, r in zip(losses, ranks, strict=True)) / 4
+    (grad_split,) = torch.autograd.grad(mean, fs)
+    assert mean.item() == pytest.approx(whole.item(), rel=1e-12)
+    torch.testing.assert_close(grad_split, grad_whole, rtol=1e-10, atol=1e-12)
+    # without the bank a rank only sees its own faces: a different (smaller-batch) relation
+    local = relation_distillation(fs[1:4], ft[1:4], 0.3, labels[1:4], identity_aware)
+    assert local.item() != pytest.approx(losses[1].item(), rel=1e-6)
+
+
 def test_aird_module_matches_numpy(sample) -> None:
     term = AIRDLoss(DistillDims(3, 3, 5), alpha=0.5, beta=2.0, tau=3.0, tau_r=0.2, scale=10.0).double()
     inputs = DistillInputs(

@@ -66,8 +66,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_process_loss_curve_equals_single_process(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
-    common = ("--distill", "feat", "--teacher", str(tiny_teacher), "--max-steps", "4")
+@pytest.mark.parametrize("distill", ["feat", "aird"])  # aird: its relation term spans the global batch
+def test_two_process_loss_curve_equals_single_process(tiny_data, plugin_dir, tiny_teacher, tmp_path,
+                                                      distill) -> None:
+    common = ("--distill", distill, "--teacher", str(tiny_teacher), "--max-steps", "4")
     one, two = tmp_path / "one", tmp_path / "two"
     single = run_cli(tiny_args(tiny_data, one, *common), plugin_dir)
     assert single.returncode == 0, single.stderr
