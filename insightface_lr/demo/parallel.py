@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
+
+from ..errors import InsightFaceLRError
 
 if TYPE_CHECKING:
     from .pipeline import DemoPipeline
@@ -43,11 +46,16 @@ def run_tasks(pipeline: DemoPipeline, names: list[str]) -> None:
         return
     import multiprocessing
 
-    with ProcessPoolExecutor(max_workers=pipeline.jobs, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(pipeline.threads,)) as pool:
-        for wave in waves(pipeline, names):
-            futures = [pool.submit(_run_in_worker, _worker_args(pipeline), name) for name in wave]
-            _collect(pipeline, futures, pool)
+    try:
+        with ProcessPoolExecutor(max_workers=pipeline.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(pipeline.threads,)) as pool:
+            for wave in waves(pipeline, names):
+                futures = [pool.submit(_run_in_worker, _worker_args(pipeline), name) for name in wave]
+                _collect(pipeline, futures, pool)
+    except BrokenProcessPool as exc:  # a worker was killed (out of memory?) or exited without a Python error
+        raise InsightFaceLRError(
+            f"demo: a worker process died without an error message ({exc}); what finished is kept in "
+            f"{pipeline.out}: re-run the same command to continue, or use --jobs 1 to run in one process") from exc
 
 
 def _collect(pipeline: DemoPipeline, futures: list, pool: ProcessPoolExecutor) -> None:

@@ -135,6 +135,23 @@ def test_killed_parallel_demo_leaves_no_workers_and_resumes(tiny_run, tmp_path):
     assert _numbers(resumed) == _numbers(summary)
 
 
+def test_a_worker_that_dies_gives_one_clear_error_and_keeps_finished_stages(tmp_path):
+    """A worker killed without a Python error (here: the student recipe calls os._exit) is reported as a
+    user-readable error naming --jobs 1 and the resume; the teacher trained before it is kept."""
+    import shutil
+
+    from insightface_lr.demo.pipeline import RECIPES
+    from insightface_lr.errors import InsightFaceLRError
+
+    recipes = tmp_path / "recipes"
+    shutil.copytree(RECIPES, recipes)
+    (recipes / "demo_student.py").write_text("import os\nos._exit(3)\n")
+    out = tmp_path / "out"
+    with pytest.raises(InsightFaceLRError, match="worker process died.*--jobs 1"):
+        DemoPipeline(out, TINY, device="cpu", progress=False, recipes=recipes, jobs=2).run()
+    assert (out / "teacher" / "student.pt").is_file()
+
+
 def test_waves_build_each_shared_cache_once():
     from insightface_lr.demo.parallel import waves
 
