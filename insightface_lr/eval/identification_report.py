@@ -55,29 +55,31 @@ class IdentificationConfig:
             raise ConfigError(f"ranks: expected positive integers, got {self.ranks!r}")
 
 
-def open_face_set(path: str | os.PathLike, flag: str = "--identification") -> Dataset:
-    """An image folder (one sub-folder per identity), a folder holding ``train.rec``, or a ``.rec`` file."""
-    from ..data.datasets import ImageFolderDataset, RecordDataset
+def _open_images(path: str | os.PathLike, flag: str, folder_dataset: type, expected: str) -> Dataset:
+    """A ``.rec`` file or a folder holding ``train.rec`` -> RecordDataset; another folder -> ``folder_dataset``."""
+    from ..data.datasets import RecordDataset
 
     path = Path(path)
     if (path.is_file() and path.suffix == ".rec") or (path / "train.rec").is_file():
         return RecordDataset(path)
     if path.is_dir():
-        return ImageFolderDataset(path)
-    raise ConfigError(f"{flag}: {path} is neither a folder nor a .rec file (expected an image folder with one "
-                      "sub-folder per identity, or a train.rec)")
+        return folder_dataset(path)
+    raise ConfigError(f"{flag}: {path} is neither a folder nor a .rec file (expected {expected})")
+
+
+def open_face_set(path: str | os.PathLike, flag: str = "--identification") -> Dataset:
+    """An image folder (one sub-folder per identity), a folder holding ``train.rec``, or a ``.rec`` file."""
+    from ..data.datasets import ImageFolderDataset
+
+    return _open_images(path, flag, ImageFolderDataset,
+                        "an image folder with one sub-folder per identity, or a train.rec")
 
 
 def open_distractors(path: str | os.PathLike, flag: str = "--distractors") -> Dataset:
     """Distractor faces: every image under a folder (flat or nested), or the images of a ``.rec``."""
-    from ..data.datasets import ImageFilesDataset, RecordDataset
+    from ..data.datasets import ImageFilesDataset
 
-    path = Path(path)
-    if (path.is_file() and path.suffix == ".rec") or (path / "train.rec").is_file():
-        return RecordDataset(path)
-    if path.is_dir():
-        return ImageFilesDataset(path)
-    raise ConfigError(f"{flag}: {path} is neither a folder of images nor a .rec file")
+    return _open_images(path, flag, ImageFilesDataset, "a folder of images, flat or nested, or a .rec")
 
 
 def run_identification(
