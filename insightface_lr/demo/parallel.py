@@ -3,8 +3,9 @@
 Every task is deterministic given its inputs and the torch thread count, so ``--jobs`` only changes the
 wall time, never a number. Two rules keep workers from stepping on each other:
 
-- a shared teacher cache is built by exactly one task: the first task of each cache runs in the first wave,
-  alone for its cache, and every other task of that cache waits for the second wave;
+- a shared teacher cache is built by exactly one task: the first task of each cache starts at once, alone
+  for its cache, and the cache's other tasks are submitted when it has finished (no barrier: cache-free
+  tasks and the other caches' tasks keep the workers busy meanwhile);
 - only the parent writes ``timings.json``: workers return their stage times.
 
 Workers are started with ``spawn`` (a forked OpenMP runtime can hang) and, on Linux, ask the kernel to kill
@@ -14,7 +15,7 @@ them when the parent dies, so a killed demo never leaves a worker writing into t
 from __future__ import annotations
 
 import sys
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
 
@@ -24,18 +25,22 @@ if TYPE_CHECKING:
     from .pipeline import DemoPipeline
 
 
-def waves(pipeline: DemoPipeline, names: list[str]) -> list[list[str]]:
-    """``names`` split in two waves: the first task of each shared cache (and the cache-free tasks that come
-    before it), then the rest. Order within a wave is kept (the pool starts them in that order)."""
-    first, rest, seen = [], [], set()
+def task_order(pipeline: DemoPipeline, names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+    """(tasks to submit now, builder -> the tasks that wait for it). The first task of each shared cache
+    builds it; builders come first so that their followers are released early, then the cache-free tasks
+    in the order of ``names``."""
+    builders, free, waiting, builder_of = [], [], {}, {}
     for name in names:
         cache = pipeline.cache_of(name)
-        if cache is None or cache not in seen:
-            first.append(name)
-            seen.add(cache)
+        if cache is None:
+            free.append(name)
+        elif cache not in builder_of:
+            builder_of[cache] = name
+            builders.append(name)
+            waiting[name] = []
         else:
-            rest.append(name)
-    return [first, rest]
+            waiting[builder_of[cache]].append(name)
+    return builders + free, waiting
 
 
 def run_tasks(pipeline: DemoPipeline, names: list[str]) -> None:
@@ -49,21 +54,23 @@ def run_tasks(pipeline: DemoPipeline, names: list[str]) -> None:
     try:
         with ProcessPoolExecutor(max_workers=pipeline.jobs, mp_context=multiprocessing.get_context("spawn"),
                                  initializer=_init_worker, initargs=(pipeline.threads,)) as pool:
-            for wave in waves(pipeline, names):
-                futures = [pool.submit(_run_in_worker, _worker_args(pipeline), name) for name in wave]
-                _collect(pipeline, futures, pool)
+            _schedule(pipeline, pool, *task_order(pipeline, names))
     except BrokenProcessPool as exc:  # a worker was killed (out of memory?) or exited without a Python error
         raise InsightFaceLRError(
             f"demo: a worker process died without an error message ({exc}); what finished is kept in "
             f"{pipeline.out}: re-run the same command to continue, or use --jobs 1 to run in one process") from exc
 
 
-def _collect(pipeline: DemoPipeline, futures: list, pool: ProcessPoolExecutor) -> None:
-    """Merge each finished task's timings as it ends; the first failure cancels the rest and is raised."""
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+def _schedule(pipeline: DemoPipeline, pool: ProcessPoolExecutor, ready: list[str],
+              waiting: dict[str, list[str]]) -> None:
+    """Submit ``ready``; as each task ends merge its timings and submit the tasks it released. The first
+    failure cancels what has not started and is raised."""
+    submit = lambda name: pool.submit(_run_in_worker, _worker_args(pipeline), name)  # noqa: E731
+    running = {submit(name): name for name in ready}
+    while running:
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
         for future in done:
+            name = running.pop(future)
             if future.exception() is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise future.exception()
@@ -71,6 +78,7 @@ def _collect(pipeline: DemoPipeline, futures: list, pool: ProcessPoolExecutor) -
             pipeline.add_timings(timings, ran)
             for stage in ran:
                 pipeline._say(f"[demo] {stage}: {timings[stage]:.1f} s")
+            running.update({submit(follower): follower for follower in waiting.get(name, [])})
 
 
 def _worker_args(pipeline: DemoPipeline) -> dict[str, Any]:

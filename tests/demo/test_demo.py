@@ -152,16 +152,20 @@ def test_a_worker_that_dies_gives_one_clear_error_and_keeps_finished_stages(tmp_
     assert (out / "teacher" / "student.pt").is_file()
 
 
-def test_waves_build_each_shared_cache_once():
-    from insightface_lr.demo.parallel import waves
+def test_task_order_builds_each_shared_cache_once_before_its_users():
+    from insightface_lr.demo.parallel import task_order
 
     pipeline = DemoPipeline("unused", make_settings("full"), device="cpu", progress=False, jobs=2)
-    first, rest = waves(pipeline, pipeline.model_names())
-    assert sorted(first + rest) == sorted(pipeline.model_names()) and len(first + rest) == 1 + 28
-    caches = [pipeline.cache_of(n) for n in first if pipeline.cache_of(n) is not None]
-    assert sorted(caches) == ["bridge_g", "teacher"]  # one builder per cache in the first wave
-    assert first[:3] == ["teacher", "none_16px_s0", "kd_16px_s0"] and "bridge_16px_s0" in first
-    assert all(pipeline.cache_of(n) is not None for n in rest)
+    names = pipeline.model_names()
+    ready, waiting = task_order(pipeline, names)
+    followers = [n for group in waiting.values() for n in group]
+    assert sorted(ready + followers) == sorted(names) and len(ready + followers) == 1 + 28
+    assert ready[:2] == ["kd_16px_s0", "bridge_16px_s0"]  # the two caches' builders start first
+    assert sorted(waiting) == ["bridge_16px_s0", "kd_16px_s0"]  # only builders release anything
+    assert all(pipeline.cache_of(n) is None for n in ready[2:])  # then every cache-free task, teacher first
+    assert ready[2] == "teacher"
+    for builder, group in waiting.items():
+        assert {pipeline.cache_of(n) for n in group} == {pipeline.cache_of(builder)}
     with pytest.raises(ConfigError, match="jobs"):
         DemoPipeline("unused", TINY, device="cpu", jobs=0)
 
