@@ -52,3 +52,14 @@ def test_long_running_commands_tune_the_allocator_light_ones_do_not(monkeypatch)
     with pytest.raises(SystemExit):
         cli.main(["info", "--help"])
     assert calls == [True]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_die_with_parent_sets_the_parent_death_signal() -> None:
+    child = ("import ctypes, ctypes.util, signal; from insightface_lr.runtime import die_with_parent; "
+             "libc = ctypes.CDLL(ctypes.util.find_library('c')); sig = ctypes.c_int(0); "
+             "before = libc.prctl(2, ctypes.byref(sig)) or sig.value; "  # PR_GET_PDEATHSIG
+             "applied = die_with_parent(); libc.prctl(2, ctypes.byref(sig)); "
+             "print(before, applied, sig.value == signal.SIGKILL)")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["0", "True", "True"]

@@ -14,7 +14,6 @@ them when the parent dies, so a killed demo never leaves a worker writing into t
 
 from __future__ import annotations
 
-import sys
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any
@@ -77,7 +76,7 @@ def _schedule(pipeline: DemoPipeline, pool: ProcessPoolExecutor, ready: list[str
             timings, ran = future.result()
             pipeline.add_timings(timings, ran)
             for stage in ran:
-                pipeline._say(f"[demo] {stage}: {timings[stage]:.1f} s")
+                pipeline.say(f"[demo] {stage}: {timings[stage]:.1f} s")
             running.update({submit(follower): follower for follower in waiting.get(name, [])})
 
 
@@ -89,18 +88,11 @@ def _worker_args(pipeline: DemoPipeline) -> dict[str, Any]:
 def _init_worker(threads: int) -> None:
     import torch
 
-    from ..runtime import tune_malloc
+    from ..runtime import die_with_parent, tune_malloc
 
     torch.set_num_threads(threads)
     tune_malloc()
-    if sys.platform.startswith("linux"):  # die with the parent (PR_SET_PDEATHSIG = 1), not orphaned
-        import ctypes
-        import signal
-
-        try:
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-        except OSError:
-            pass
+    die_with_parent()
 
 
 def _run_in_worker(args: dict[str, Any], name: str) -> tuple[dict[str, float], list[str]]:

@@ -87,7 +87,7 @@ class DemoPipeline:
         """Run ``work()`` unless ``done``; record its wall time under ``name`` (kept across resumes)."""
         if done:
             return
-        self._say(f"[demo] {name}")
+        self.say(f"[demo] {name}")
         tic = time.perf_counter()
         work()
         self.add_timings({name: round(time.perf_counter() - tic, 2)}, [name])
@@ -98,7 +98,7 @@ class DemoPipeline:
         if self.record:
             _write_json(self.out / "timings.json", self.timings)
 
-    def _say(self, text: str) -> None:
+    def say(self, text: str) -> None:
         if self.progress:
             print(text, flush=True)
 

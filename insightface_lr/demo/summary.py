@@ -74,11 +74,11 @@ def claim_text(claim: dict[str, Any]) -> str:
     """One line of the report: the claim, its numbers, per-seed differences and the verdict."""
     text = (f"{claim['claim']}: {claim['left']:.1f} vs {claim['right']:.1f} ({claim['difference']:+.1f} points, "
             f"{claim['n']} seed(s)")
-    if claim.get("difference_std") is not None:
-        per_seed = ", ".join(f"{d:+.1f}" for d in claim["seed_differences"])
-        text += f"; per seed {per_seed}, std {claim['difference_std']:.1f}"
-    text += f"): **{'holds' if claim['holds'] else 'does NOT hold'}**"
     std = claim.get("difference_std")
+    if std is not None:
+        per_seed = ", ".join(f"{d:+.1f}" for d in claim["seed_differences"])
+        text += f"; per seed {per_seed}, std {std:.1f}"
+    text += f"): **{'holds' if claim['holds'] else 'does NOT hold'}**"
     if std is not None and abs(claim["difference"]) <= std:
         text += " (the difference is within one std of the per-seed differences: a tie at this noise level)"
     return text

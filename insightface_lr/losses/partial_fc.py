@@ -96,7 +96,7 @@ class ShardedMarginClassifier(nn.Module):
             return mine
         self._require_dist()
         sizes = [shard_range(self.num_classes, r, self.world_size)[1] for r in range(self.world_size)]
-        return _gather_rows(mine, sizes, self.group)
+        return gather_rows(mine, sizes, self.group)
 
     def _gather_batch(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
         """The global batch ``[N, D]``, ``[N]`` in rank order (ranks may hold different batch sizes)."""
@@ -109,7 +109,7 @@ class ShardedMarginClassifier(nn.Module):
         sizes = [int(t.item()) for t in size_list]
         scale = float(self.world_size) if self.scale_grad_for_ddp else 1.0
         gathered = _AllGatherRows.apply(embeddings, sizes, self.rank, self.group, scale)
-        return gathered, _gather_rows(labels.unsqueeze(1), sizes, self.group).squeeze(1)
+        return gathered, gather_rows(labels.unsqueeze(1), sizes, self.group).squeeze(1)
 
     def _require_dist(self) -> None:
         if not (dist.is_available() and dist.is_initialized()):
@@ -170,8 +170,9 @@ def _at_least_float32(x: Tensor) -> Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
-def _gather_rows(x: Tensor, sizes: list[int], group: Any) -> Tensor:
-    """Concatenate every rank's ``x`` ``[sizes[r], ...]`` in rank order (padded to one size on the wire)."""
+def gather_rows(x: Tensor, sizes: list[int], group: Any = None) -> Tensor:
+    """Concatenate every rank's ``x`` ``[sizes[r], ...]`` in rank order (padded to one size on the wire); no
+    gradient (``_AllGatherRows`` is the differentiable form). ``group`` None: the default process group."""
     pad = max(sizes) - x.shape[0]
     padded = torch.cat([x, x.new_zeros((pad, *x.shape[1:]))]) if pad else x.contiguous()
     parts = [torch.empty_like(padded) for _ in sizes]
@@ -185,7 +186,7 @@ class _AllGatherRows(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, sizes: list[int], rank: int, group: Any, scale: float) -> Tensor:
         ctx.sizes, ctx.rank, ctx.group, ctx.scale = sizes, rank, group, scale
-        return _gather_rows(x, sizes, group)
+        return gather_rows(x, sizes, group)
 
     @staticmethod
     @once_differentiable

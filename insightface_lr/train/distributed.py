@@ -74,21 +74,6 @@ def all_reduce_mean_(tensors: Iterable[torch.Tensor], ctx: DistContext) -> None:
         tensor.div_(ctx.world_size)
 
 
-def gather_rows(x: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """Every rank's rows of ``x`` [B_r, ...] concatenated in rank order (B_r may differ between ranks; no
-    gradient flows back: for the teacher side of batch relations)."""
-    if not ctx.distributed:
-        return x
-    sizes = [torch.zeros(1, dtype=torch.long, device=x.device) for _ in range(ctx.world_size)]
-    dist.all_gather(sizes, torch.tensor([x.shape[0]], device=x.device))
-    longest = int(max(s.item() for s in sizes))
-    padded = torch.zeros((longest, *x.shape[1:]), dtype=x.dtype, device=x.device)
-    padded[: x.shape[0]] = x.detach()
-    parts = [torch.empty_like(padded) for _ in range(ctx.world_size)]
-    dist.all_gather(parts, padded)
-    return torch.cat([part[: int(size.item())] for part, size in zip(parts, sizes, strict=True)])
-
-
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -23,11 +23,12 @@ from torch.utils.data import DataLoader
 from ..data.degrade import DegradeConfig
 from ..errors import ConfigError, InsightFaceLRError
 from ..losses.distiller import DistillInputs
+from ..losses.partial_fc import gather_rows
 from . import parts
 from .callbacks import TrainLogger, VerificationCallback
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
-from .distributed import DistContext, all_reduce_mean_, barrier, gather_rows, resolve_device
+from .distributed import DistContext, all_reduce_mean_, barrier, resolve_device
 from .sampler import ResumableDistributedSampler
 from .schedule import build_optimizer, build_scheduler
 from .teacher_cache import cache_key, file_fingerprint, open_or_build_cache
@@ -151,8 +152,9 @@ class Trainer:
             inputs = DistillInputs(student=embedding, teacher=teacher, labels=labels,
                                    teacher_centres=self.teacher_centres)
             if self.ctx.distributed and self.distiller.uses_teacher_bank:  # relations over the global batch
-                inputs = replace(inputs, teacher_bank=gather_rows(teacher, self.ctx),
-                                 labels_bank=gather_rows(labels, self.ctx))
+                sizes = [labels.numel()] * self.ctx.world_size  # the sampler gives every rank a full batch
+                inputs = replace(inputs, teacher_bank=gather_rows(teacher.detach(), sizes),
+                                 labels_bank=gather_rows(labels, sizes))
             distill_total, distill_parts = self.distiller(inputs)
             total = total + distill_total
             named.update(distill_parts)
