@@ -89,6 +89,10 @@ class RecordDataset(Dataset):
         label = header.label[0] if header.flag > 0 else header.label
         return _checked_label(label, f"{self.rec_path}[key {key}]"), payload
 
+    def record(self, index: int) -> tuple[int, bytes]:
+        """(label, encoded image bytes as stored) of image ``index``, without decoding it."""
+        return self._read(self.keys[index])
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         key = self.keys[index]
         label, payload = self._read(key)
