@@ -8,6 +8,7 @@ is downloaded; a killed run re-run with the same flags continues where it stoppe
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def default_jobs(device: str) -> int:
@@ -28,6 +29,29 @@ def _seeds(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
+def _preset(args: argparse.Namespace) -> str:
+    from ..errors import ConfigError
+
+    if args.faces and args.quick:
+        raise ConfigError("demo: --quick is the synthetic preset; with --faces set --seeds to shorten the run")
+    return "real" if args.faces else ("quick" if args.quick else "full")
+
+
+def _real_fields(args: argparse.Namespace) -> dict:
+    from ..errors import ConfigError
+
+    fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or ()}
+    if not args.faces:
+        if args.test_bin or args.teacher:
+            raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
+        return fields
+    bins = tuple(str(Path(b).resolve()) for b in (args.test_bin or "").split(",") if b.strip())
+    teacher = str(Path(args.teacher).resolve()) if args.teacher else ""
+    if teacher and not Path(teacher).is_file():
+        raise ConfigError(f"demo --teacher {args.teacher}: file not found")
+    return {**fields, "faces": str(Path(args.faces).resolve()), "test_bins": bins, "teacher_model": teacher}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
@@ -40,6 +64,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch threads per job (default 1: the same numbers on any number of cores; "
                              "another value changes float reduction order and so the last digits)")
     parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the repository's recipes/)")
+    real = parser.add_argument_group("your own faces (instead of the synthetic set)")
+    real.add_argument("--faces", metavar="FOLDER_OR_REC",
+                      help="aligned 112x112 faces: FOLDER/<identity>/<image> or a train.rec; identities are split "
+                           "into val.bin (tuning) and training faces")
+    real.add_argument("--test-bin", metavar="A.bin[,B.bin]",
+                      help="with --faces: InsightFace verification .bin sets the report is made on")
+    real.add_argument("--teacher", metavar="MODEL",
+                      help="with --faces: your HR teacher (backbone.pth, student.pt or .onnx) instead of training one")
+    real.add_argument("--same-seeds", type=_seeds,
+                      help="seeds of regime 'same' (default: --seeds); its students train on every identity, "
+                           "so each costs 1/student-fraction times a 'subset' student")
+    real.add_argument("--student-fraction", type=float, default=0.4,
+                      help="regime 'subset': fraction of the training identities the students see (default 0.4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -53,11 +90,12 @@ def run(args: argparse.Namespace) -> int:
         args.jobs = default_jobs(args.device)
     if args.threads < 1 or args.jobs < 1:
         raise ConfigError(f"demo --jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
-    settings = make_settings("quick" if args.quick else "full", seeds=args.seeds)
+    settings = make_settings(_preset(args), seeds=args.seeds, **_real_fields(args))
     pipeline = DemoPipeline(args.out, settings, device=args.device, progress=not args.no_progress,
                             recipes=args.recipes, jobs=args.jobs, threads=args.threads)
     summary = pipeline.run()
-    print(headline_table(summary))
+    for regime in summary["settings"]["regimes"]:
+        print(headline_table(summary, regime=regime))
     for claim in summary["claims"]:
         print(f"{'OK ' if claim['holds'] else 'NO '} {claim_text(claim)}".replace("**", ""))
     print(f"report: {pipeline.out / 'report.md'} (stage time {summary['run']['total_stage_seconds']:.0f} s)")

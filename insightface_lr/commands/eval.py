@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 DEFAULT_SIZES = "112,32,24,20,16,12,8"
-FACEBN_CHOICES = ("batch", "online", "calibrate")
+FACEBN_CHOICES = ("batch", "online", "calibrate[:N]", "prior[:N]")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,9 +76,15 @@ def parse_facebn(value: str | None) -> tuple[str, ...]:
 
     if value is None:
         return ("off",)
+    from ..eval.report import facebn_spec
+
     modes = tuple(m.strip() for m in value.split(",") if m.strip())
-    bad = [m for m in modes if m not in FACEBN_CHOICES]
-    if not modes or bad:
+    try:
+        for mode in modes:
+            facebn_spec(mode)
+    except ConfigError as exc:
+        raise ConfigError(f"--facebn {value!r}: {exc}") from None
+    if not modes or "off" in modes:
         raise ConfigError(f"--facebn: expected modes from {FACEBN_CHOICES}, got {value!r}")
     return ("off", *dict.fromkeys(modes))
 

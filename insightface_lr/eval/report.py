@@ -32,7 +32,27 @@ from .model_loading import EvalModel, load_eval_model, resolve_device
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
-FACEBN_MODES = ("off", "batch", "online", "calibrate")
+FACEBN_MODES = ("off", "batch", "online", "calibrate", "prior")
+
+
+def facebn_spec(mode: str) -> tuple[str, float]:
+    """``"prior:64"`` -> ``("prior", 64.0)``: a FaceBN mode with its prior strength N (Schneider et al. 2020);
+    ``"calibrate:N"`` mixes the calibration pass with the source the same way. Bare names have N = 0, except
+    ``prior`` (a bare prior is :data:`DEFAULT_PRIOR`)."""
+    name, _, strength = str(mode).partition(":")
+    if name not in FACEBN_MODES or (strength and name not in ("prior", "calibrate")):
+        raise ConfigError(f"facebn mode: expected one of {FACEBN_MODES} (prior:N / calibrate:N with a prior "
+                          f"strength N >= 0), got {mode!r}")
+    try:
+        value = float(strength) if strength else (DEFAULT_PRIOR if name == "prior" else 0.0)
+    except ValueError:
+        value = -1.0
+    if not value >= 0.0:
+        raise ConfigError(f"facebn mode {mode!r}: the prior strength N must be a number >= 0")
+    return name, value
+
+
+DEFAULT_PRIOR = 64.0
 METRICS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "val_std", "far", "xnorm")
 
 
@@ -52,8 +72,9 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
             raise ConfigError(f"sizes: expected positive pixel sizes, got {self.sizes!r}")
-        bad = [m for m in self.facebn_modes if m not in FACEBN_MODES]
-        if not self.facebn_modes or bad or len(set(self.facebn_modes)) != len(self.facebn_modes):
+        for mode in self.facebn_modes:
+            facebn_spec(mode)
+        if not self.facebn_modes or len(set(self.facebn_modes)) != len(self.facebn_modes):
             raise ConfigError(f"facebn modes: expected distinct values of {FACEBN_MODES}, got {self.facebn_modes!r}")
         if self.pair_mode not in PAIR_MODES:
             raise ConfigError(f"pair mode: expected one of {PAIR_MODES}, got {self.pair_mode!r}")
@@ -152,7 +173,9 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
     from ..models.facebn import FaceBN
 
     assert model.module is not None
-    facebn = FaceBN(model.module, mode=mode, momentum=cfg.momentum, include_bn1d=cfg.include_bn1d)
+    mode, strength = facebn_spec(mode)
+    facebn = FaceBN(model.module, mode=mode, momentum=cfg.momentum, include_bn1d=cfg.include_bn1d,
+                    prior_strength=strength)
     if mode == "calibrate":
         facebn.calibrate(calibration_batches(images, size, model.input_size, cfg.batch_size, device))
 
