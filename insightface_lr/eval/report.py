@@ -16,7 +16,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -68,6 +68,7 @@ class SweepConfig:
     momentum: float = 0.1
     include_bn1d: bool = False
     image_size: int = 112
+    calibrate_passes: int = 2  # FaceBN calibrate: passes over the set (2: no longer depends on the batch size)
 
     def __post_init__(self) -> None:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
@@ -177,13 +178,24 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
     facebn = FaceBN(model.module, mode=mode, momentum=cfg.momentum, include_bn1d=cfg.include_bn1d,
                     prior_strength=strength)
     if mode == "calibrate":
-        facebn.calibrate(calibration_batches(images, size, model.input_size, cfg.batch_size, device))
+        faces = _Reiterable(lambda: calibration_batches(images, size, model.input_size, cfg.batch_size, device))
+        facebn.calibrate(faces, passes=cfg.calibrate_passes)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = facebn(x)
         return out[0] if isinstance(out, (tuple, list)) else out  # mbf with norm_output returns (emb, norm)
 
     return run
+
+
+class _Reiterable:
+    """An iterable that makes a fresh generator each time (FaceBN's later calibration passes re-read the set)."""
+
+    def __init__(self, make: Callable[[], Iterator[torch.Tensor]]) -> None:
+        self.make = make
+
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self.make()
 
 
 def calibration_batches(images: np.ndarray, size: int, input_size: int, batch_size: int,

@@ -118,26 +118,46 @@ class FaceBN(nn.Module):
             return self.module(x, *args, **kwargs)
 
     @torch.no_grad()
-    def calibrate(self, batches: Iterable[Any], image_key: str = "image") -> FaceBN:
-        """One pass over unlabeled target faces, then frozen: exact per-layer mean/variance of the pass.
+    def calibrate(self, batches: Iterable[Any], image_key: str = "image", passes: int = 1) -> FaceBN:
+        """Passes over unlabeled target faces, then frozen: exact per-layer mean/variance of the last pass.
 
         ``batches`` yields ``[B, C, H, W]`` tensors, sequences whose first item is one (``(x, y)``), or
-        mappings with ``image_key``. Returns ``self``.
+        mappings with ``image_key``; with ``passes > 1`` it must be re-iterable (a list, a DataLoader).
+        The first pass normalises each batch with its own statistics while it measures, so what a deep layer
+        sees depends on the batch size; every later pass normalises with the previous pass's statistics,
+        fixed, so the result converges to statistics that no longer depend on how the faces were batched.
+        Returns ``self``.
         """
         if self.mode in ("batch", "prior"):
             raise ConfigError(f"FaceBN mode={self.mode!r} uses each batch's own statistics; calibrate() needs "
                               "mode='calibrate' (or 'online' to start the running estimate from it)")
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+            raise ConfigError(f"FaceBN.calibrate: passes must be a positive integer, got {passes!r}")
+        if passes > 1 and isinstance(batches, Iterator):
+            raise ConfigError("FaceBN.calibrate: passes > 1 needs a re-iterable set of batches (a list or a "
+                              "DataLoader), not a one-shot iterator")
+        reference: dict[int | None, Stats] | None = None
+        for _ in range(passes):
+            reference = self._calibration_pass(batches, image_key, reference)
+        self._banks = reference
+        self._calibrated = True
+        return self
+
+    def _calibration_pass(self, batches: Iterable[Any], image_key: str,
+                          reference: dict[int | None, Stats] | None) -> dict[int | None, Stats]:
+        """One pass: each bank's (prior-mixed) statistics, layers normalised meanwhile with ``reference``
+        (``None``: each batch's own statistics)."""
         moments: dict[int | None, dict[str, _Moments]] = {}
         for x in _images(batches, image_key):
-            bank = moments.setdefault(self._key(x), {})
-            with self._swapped(functools.partial(self._accumulate, bank=bank)):
+            key = self._key(x)
+            bank = moments.setdefault(key, {})
+            fixed = None if reference is None else reference.get(key)
+            with self._swapped(functools.partial(self._accumulate, bank=bank, fixed=fixed)):
                 self.module(x)
         if not moments:
             raise DataFormatError("FaceBN.calibrate: the iterable of target faces yielded no batch")
-        self._banks = {key: {name: self._mixed(name, *m.result(), m.faces) for name, m in bank.items()}
-                       for key, bank in moments.items()}
-        self._calibrated = True
-        return self
+        return {key: {name: self._mixed(name, *m.result(), m.faces) for name, m in bank.items()}
+                for key, bank in moments.items()}
 
     # --- internals -------------------------------------------------------------------------------
     def _key(self, x: torch.Tensor) -> int | None:
@@ -165,12 +185,12 @@ class FaceBN(nn.Module):
                           self.prior_strength, n)
         return _plain(mixed[0]), _plain(mixed[1])
 
-    def _accumulate(self, name: str, bn: nn.Module, h: torch.Tensor,
-                    bank: dict[str, _Moments]) -> torch.Tensor:
+    def _accumulate(self, name: str, bn: nn.Module, h: torch.Tensor, bank: dict[str, _Moments],
+                    fixed: Stats | None = None) -> torch.Tensor:
         moments = bank.setdefault(name, _Moments())
         moments.update(h)
-        if h.numel() // h.shape[1] < 2:  # one value per channel has no variance: normalise with source stats
-            mean, var = self._source[name]
+        if fixed is not None or h.numel() // h.shape[1] < 2:  # a previous pass's, or the source statistics
+            mean, var = (fixed or self._source)[name]
             weight, bias = _frozen(bn.weight), _frozen(bn.bias)
             return F.batch_norm(h, mean.to(h.device), var.to(h.device), weight, bias, False, 0.0, bn.eps)
         # later layers must see inputs normalised as adapted: use the batch's own statistics meanwhile

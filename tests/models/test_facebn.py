@@ -321,3 +321,31 @@ def test_prior_mode_refuses_bad_strength_and_single_face_without_prior() -> None
         FaceBN(model, mode="prior", prior_strength=8.0)(torch.randn(1, 3, 6, 6))  # a prior makes one face fine
     with pytest.raises(ConfigError, match="calibrate"):
         FaceBN(model, mode="prior", prior_strength=8.0).calibrate([torch.randn(2, 3, 6, 6)])
+
+
+def test_calibrate_passes_converge_and_stop_depending_on_the_batch_size() -> None:
+    """A second pass normalises with the first pass's statistics, fixed: layer 1 is exact in every pass, and
+    from pass 2 on the statistics of the set batched by 2 and by 12 agree far better than after one pass."""
+    model = tiny_model()
+    torch.manual_seed(5)
+    faces = torch.randn(12, 3, 6, 6) * 1.3 + 0.4
+    by = lambda size: [faces[i:i + size] for i in range(0, 12, size)]  # noqa: E731
+    with torch.no_grad():
+        one = [FaceBN(model, mode="calibrate").calibrate(by(b)).statistics() for b in (2, 12)]
+        three = [FaceBN(model, mode="calibrate").calibrate(by(b), passes=3).statistics() for b in (2, 12)]
+        # layer 1 (index "1") sees the raw faces: exact moments whatever the batching or passes
+        exact = batch_moments(model[0](faces))
+    for stats in one + three:
+        torch.testing.assert_close(stats["1"][0], exact[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stats["1"][1], exact[1], rtol=1e-5, atol=1e-6)
+    gap = lambda pair: (pair[0]["4"][1] - pair[1]["4"][1]).abs().max().item()  # noqa: E731
+    assert gap(three) < 0.2 * gap(one)
+    # pass 2's second layer by hand: the first layer normalised with pass 1's (exact) statistics
+    with torch.no_grad():
+        two = FaceBN(model, mode="calibrate").calibrate(by(4), passes=2).statistics()
+        h = torch.relu(affine(model[1], model[0](faces), *exact))
+        expected = batch_moments(model[3](h))
+    torch.testing.assert_close(two["4"][0], expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(two["4"][1], expected[1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="re-iterable"):
+        FaceBN(model, mode="calibrate").calibrate(iter(by(4)), passes=2)
