@@ -40,7 +40,7 @@ def _preset(args: argparse.Namespace) -> str:
 def _real_fields(args: argparse.Namespace) -> dict:
     from ..errors import ConfigError
 
-    fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or ()}
+    fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or (), "regimes": args.regimes}
     if not args.faces:
         if args.test_bin or args.teacher:
             raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
@@ -50,6 +50,10 @@ def _real_fields(args: argparse.Namespace) -> dict:
     if teacher and not Path(teacher).is_file():
         raise ConfigError(f"demo --teacher {args.teacher}: file not found")
     return {**fields, "faces": str(Path(args.faces).resolve()), "test_bins": bins, "teacher_model": teacher}
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(s.strip() for s in text.split(",") if s.strip())
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="with --faces: InsightFace verification .bin sets the report is made on")
     real.add_argument("--teacher", metavar="MODEL",
                       help="with --faces: your HR teacher (backbone.pth, student.pt or .onnx) instead of training one")
+    parser.add_argument("--regimes", type=_names, default=("same", "subset"),
+                        help="same: students train on the teacher's identities; subset: on a seeded "
+                             "--student-fraction of them (the teacher knows more). Default: both")
     real.add_argument("--same-seeds", type=_seeds,
                       help="seeds of regime 'same' (default: --seeds); its students train on every identity, "
                            "so each costs 1/student-fraction times a 'subset' student")
