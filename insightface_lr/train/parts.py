@@ -19,7 +19,8 @@ from ..errors import ConfigError, DataFormatError
 from ..losses.distiller import DistillDims, Distiller, build_distiller
 from ..losses.margin import build_head_from_margin_list
 from ..losses.partial_fc import ShardedMarginClassifier
-from ..registry import BACKBONES, import_plugins, load_builtins
+from ..models.factory import get_backbone
+from ..registry import import_plugins
 from .callbacks import VerificationCallback
 from .config import TrainConfig
 from .distributed import DistContext
@@ -95,8 +96,7 @@ def check_num_classes(num_classes: int, num_images: int, source: str, cfg: Train
 
 def build_student(cfg: TrainConfig) -> nn.Module:
     import_plugins(cfg.plugins)
-    load_builtins()
-    return BACKBONES.build(cfg.network, embedding_size=cfg.embedding_size, input_size=cfg.student_input_size)
+    return get_backbone(cfg.network, embedding_size=cfg.embedding_size, input_size=cfg.student_input_size)
 
 
 def build_classifier(cfg: TrainConfig, num_classes: int, ctx: DistContext) -> ShardedMarginClassifier:
