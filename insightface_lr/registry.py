@@ -2,7 +2,9 @@
 
 Modelled on fvcore's ``Registry``: a duplicate name is an error naming both modules, and an unknown
 name lists what exists and suggests the closest. As timm learned, a module that is never imported
-never registers, so the unknown-name error says that too and points at the ``plugins`` config field.
+never registers: each registry imports the package's own modules that fill it on its first miss (so
+``BACKBONES.build("r50")`` works in a fresh interpreter while ``import insightface_lr`` stays cheap), and
+the unknown-name error points at the ``plugins`` config field for the user's own modules.
 """
 
 from __future__ import annotations
@@ -20,9 +22,19 @@ T = TypeVar("T", bound=Callable[..., Any])
 class Registry:
     """Maps names to callables (classes or factory functions)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, builtin_modules: Iterable[str] = ()) -> None:
         self.kind = kind
         self._entries: dict[str, Callable[..., Any]] = {}
+        self._builtin_modules = tuple(builtin_modules)
+        self._builtins_loaded = not self._builtin_modules
+
+    def load_builtins(self) -> None:
+        """Import the package modules that register this registry's built-in entries (once)."""
+        if self._builtins_loaded:
+            return
+        self._builtins_loaded = True  # first: a builtin module that looks itself up must not recurse
+        for module in self._builtin_modules:
+            importlib.import_module(module)
 
     def register(self, name: str | None = None) -> Callable[[T], T]:
         """Decorator: ``@BACKBONES.register("r50")``; the name defaults to the object's ``__name__``."""
@@ -41,6 +53,8 @@ class Registry:
 
     def get(self, name: str) -> Callable[..., Any]:
         """The registered callable, or a :class:`RegistryError` listing known names."""
+        if name not in self._entries:
+            self.load_builtins()
         try:
             return self._entries[name]
         except KeyError:
@@ -51,9 +65,12 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
     def names(self) -> list[str]:
+        self.load_builtins()
         return sorted(self._entries)
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._entries:
+            self.load_builtins()
         return name in self._entries
 
     def _unknown_message(self, name: str) -> str:
@@ -71,9 +88,10 @@ def _where(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
 
 
-BACKBONES = Registry("backbone")
-HEADS = Registry("head")
-LOSSES = Registry("loss")
+# the package modules whose import registers each registry's built-in entries (imported on a first miss)
+BACKBONES = Registry("backbone", ("insightface_lr.models",))
+HEADS = Registry("head", ("insightface_lr.losses.margin",))
+LOSSES = Registry("loss", ("insightface_lr.losses",))
 
 
 def register_backbone(name: str | None = None) -> Callable[[T], T]:
@@ -88,17 +106,11 @@ def register_loss(name: str | None = None) -> Callable[[T], T]:
     return LOSSES.register(name)
 
 
-# Importing these modules fills the registries; done on demand so `import insightface_lr` stays cheap.
-_BUILTIN_MODULES = (
-    "insightface_lr.models",
-    "insightface_lr.losses",
-)
-
-
 def load_builtins() -> None:
-    """Import the package's own modules that register backbones, heads and losses."""
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+    """Import the package's own modules that register backbones, heads and losses (every registry also
+    does this by itself on its first miss; this is for code that wants them all loaded up front)."""
+    for registry in (BACKBONES, HEADS, LOSSES):
+        registry.load_builtins()
 
 
 def import_plugins(modules: Iterable[str]) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from insightface_lr.losses.distiller import parse_spec
-from insightface_lr.registry import BACKBONES, LOSSES, import_plugins, load_builtins
+from insightface_lr.registry import BACKBONES, LOSSES, import_plugins
 from insightface_lr.train.config import load_config
 
 RECIPES = sorted(p for p in (Path(__file__).parents[1] / "recipes").rglob("*.py") if p.name != "base.py")
@@ -20,7 +20,6 @@ def test_there_are_recipes_for_every_method() -> None:
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_recipe_loads_and_names_registered_parts(recipe: Path) -> None:
-    load_builtins()
     cfg = load_config(recipe)
     import_plugins(cfg.plugins)
     assert cfg.network in BACKBONES.names()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
@@ -71,3 +72,48 @@ def test_import_plugins_registers_user_code(tmp_path, monkeypatch) -> None:
     assert sys.modules["my_plugin_mod"].REG.build("mine") == 42
     with pytest.raises(ConfigError, match="plugins.*no_such_module_xyz"):
         import_plugins(["no_such_module_xyz"])
+
+
+def test_registry_imports_its_builtin_modules_on_first_miss(tmp_path) -> None:
+    (tmp_path / "builtin_widgets_mod.py").write_text(
+        "from insightface_lr.registry import REG_UNDER_TEST\nREG_UNDER_TEST.register('w')(lambda: 7)\n"
+    )
+    import insightface_lr.registry as registry
+
+    registry.REG_UNDER_TEST = Registry("widget", ("builtin_widgets_mod",))
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert "builtin_widgets_mod" not in sys.modules
+        assert registry.REG_UNDER_TEST.build("w") == 7  # the miss imported the module
+        with pytest.raises(RegistryError, match="Known widgets: w"):
+            registry.REG_UNDER_TEST.get("nope")
+    finally:
+        sys.path.remove(str(tmp_path))
+        del registry.REG_UNDER_TEST
+
+
+FRESH_INTERPRETER = """
+import subprocess
+import sys
+from insightface_lr.registry import BACKBONES, HEADS, LOSSES
+assert "insightface_lr.models" not in sys.modules  # importing the registry loads nothing
+net = BACKBONES.build("r50", embedding_size=8, input_size=16)
+assert net.embedding_size == 8 and "aird" in LOSSES and HEADS.get("arcface")
+import insightface_lr.models
+assert insightface_lr.models.BACKBONES.build("mbf", input_size=16).input_size == 16
+from insightface_lr.models import get_backbone
+assert get_backbone("r18", input_size=16).input_size == 16
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("first", ["registry", "models", "get_backbone"])
+def test_backbones_build_in_a_fresh_interpreter(first: str) -> None:
+    source = {
+        "registry": FRESH_INTERPRETER,
+        "models": "import insightface_lr.models as m\nassert m.BACKBONES.build('r50', input_size=16)\nprint('ok')",
+        "get_backbone": "from insightface_lr.models import get_backbone\n"
+                        "assert get_backbone('r50', input_size=16)\nprint('ok')",
+    }[first]
+    result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr

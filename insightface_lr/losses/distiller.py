@@ -31,8 +31,9 @@ class DistillInputs:
     teacher: Tensor  # [B, Dt] teacher embedding of the HR view (no grad; may come from a cache)
     labels: Tensor  # [B] int64 global identity labels
     teacher_centres: Tensor | None = None  # [C, Dt] frozen teacher classifier W_t, or None
-    student_logits: Tensor | None = None  # [B, C] student cosine logits (unscaled), or None
-    student_hr: Tensor | None = None  # [B, Ds] student embedding of the HR view (optional)
+    # filled by the training step only for terms that set ``uses_student_logits`` / ``uses_student_hr``
+    student_logits: Tensor | None = None  # [B, C] the student classifier's cosine logits (unscaled), or None
+    student_hr: Tensor | None = None  # [B, Ds] student embedding of the HR view (resized to its input), or None
     # under DDP: the teacher embeddings and labels of the global batch (every rank's rows, this one's
     # included), so batch relations span the global batch as in one process; None = the local batch
     teacher_bank: Tensor | None = None  # [N, Dt]
@@ -88,6 +89,10 @@ class DistillTerm(nn.Module):
     uses_teacher_centres: ClassVar[bool] = False
     #: the term relates faces across the batch: under DDP the trainer passes the global batch's teacher rows
     uses_teacher_bank: ClassVar[bool] = False
+    #: the term reads ``inputs.student_logits`` (the training step computes them only when a term asks)
+    uses_student_logits: ClassVar[bool] = False
+    #: the term reads ``inputs.student_hr`` (costs a second student forward, so only when a term asks)
+    uses_student_hr: ClassVar[bool] = False
 
     def __init__(self, dims: DistillDims, **fields: Any) -> None:
         super().__init__()
@@ -142,17 +147,27 @@ class Distiller(nn.Module):
 
     @property
     def requires_teacher_centres(self) -> bool:
-        return any(getattr(t, "requires_teacher_centres", False) for t in self.terms.values())
+        return self._any_term("requires_teacher_centres")
 
     @property
     def uses_teacher_centres(self) -> bool:
-        return self.requires_teacher_centres or any(
-            getattr(t, "uses_teacher_centres", False) for t in self.terms.values()
-        )
+        return self.requires_teacher_centres or self._any_term("uses_teacher_centres")
 
     @property
     def uses_teacher_bank(self) -> bool:
-        return any(getattr(t, "uses_teacher_bank", False) for t in self.terms.values())
+        return self._any_term("uses_teacher_bank")
+
+    @property
+    def uses_student_logits(self) -> bool:
+        return self._any_term("uses_student_logits")
+
+    @property
+    def uses_student_hr(self) -> bool:
+        return self._any_term("uses_student_hr")
+
+    def _any_term(self, flag: str) -> bool:
+        """A term without the flag (a plugin's plain ``nn.Module``) does not ask for that input."""
+        return any(getattr(t, flag, False) for t in self.terms.values())
 
     def forward(self, inputs: DistillInputs) -> tuple[Tensor, dict[str, Tensor]]:
         total = torch.zeros((), device=inputs.student.device)

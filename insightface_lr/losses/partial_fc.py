@@ -88,6 +88,22 @@ class ShardedMarginClassifier(nn.Module):
         logits = _at_least_float32(self.head(cosine, local))
         return _DistCrossEntropy.apply(logits, local, self.group, self.world_size > 1)
 
+    def cosine_logits(self, local_embeddings: Tensor) -> Tensor:
+        """Unscaled cosines ``[B, num_classes]`` of this rank's embeddings against *every* class centre,
+        with gradient (for distillation terms that compare the student's class scores with the teacher's).
+
+        Under model parallelism the shards are all-gathered, so each rank holds the whole ``[C, D]`` table
+        for this product; each shard's gradient is the mean over ranks (DDP averages the backbone's the same
+        way). No margin, no class sampling: these are the classifier's scores, not its training logits.
+        """
+        weight = F.normalize(self.weight)
+        if self.world_size > 1:
+            self._require_dist()
+            sizes = [shard_range(self.num_classes, r, self.world_size)[1] for r in range(self.world_size)]
+            weight = _AllGatherRows.apply(weight, sizes, self.rank, self.group, 1.0 / self.world_size)
+        cosine = F.linear(F.normalize(local_embeddings), weight.to(local_embeddings.dtype))
+        return _at_least_float32(cosine).clamp(-1.0, 1.0)
+
     @torch.no_grad()
     def centres(self) -> Tensor:
         """All normalised class centres ``[num_classes, D]`` (gathered from every rank), e.g. for caching."""

@@ -1,41 +1,18 @@
 """Backbones and model wrappers. Importing this package registers the built-in backbones.
 
-Factory contract (every backbone): ``BACKBONES.build(name, embedding_size=..., input_size=...,
-dropout=..., fp16=..., **extra)`` returns an ``nn.Module`` with int attributes ``input_size`` and
-``embedding_size`` whose forward maps ``[B, 3, input_size, input_size]`` faces normalised
-``(x/255 - 0.5)/0.5`` (RGB) to un-normalised ``[B, embedding_size]`` embeddings.
+Create a backbone with :func:`get_backbone` (the factory contract is in :mod:`insightface_lr.models.factory`);
+``BACKBONES.build(name, ...)`` reaches the same factories without the option check.
 """
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
-from torch import nn
-
-from ..errors import ConfigError
 from ..registry import BACKBONES
 from . import bridge_student, export, facebn, fuse, iresnet, mobilefacenet, onnx_teacher, teacher  # noqa: F401
 from .bridge_student import BridgeStudent
 from .facebn import FaceBN
+from .factory import get_backbone
 from .fuse import fold_batchnorm
 from .iresnet import IResNet
 from .mobilefacenet import MobileFaceNet
 
-__all__ = ["BridgeStudent", "FaceBN", "IResNet", "MobileFaceNet", "fold_batchnorm", "get_backbone"]
-
-
-def get_backbone(name: str, **kwargs: Any) -> nn.Module:
-    """Build the backbone registered as ``name``; an option it does not take is a :class:`ConfigError`.
-
-    >>> get_backbone("r50", embedding_size=512, input_size=112)  # doctest: +SKIP
-    """
-    factory = BACKBONES.get(name)
-    try:
-        inspect.signature(factory).bind(**kwargs)
-    except TypeError as exc:
-        options = ", ".join(p for p in inspect.signature(factory).parameters if p not in ("args", "kwargs"))
-        raise ConfigError(
-            f"backbone {name!r} does not take options {sorted(kwargs)} ({exc}); it takes: {options}"
-        ) from None
-    return factory(**kwargs)
+__all__ = ["BACKBONES", "BridgeStudent", "FaceBN", "IResNet", "MobileFaceNet", "fold_batchnorm", "get_backbone"]

@@ -22,15 +22,11 @@ from torch import nn
 
 from ..atomic import atomic_path
 from ..errors import ConfigError, ModelLoadError
+from .factory import get_backbone
+from .iresnet import IRESNET_LAYERS
 
-# blocks per stage (layer1..layer4) of arcface_torch's IResNets
-IRESNET_BLOCKS: dict[tuple[int, ...], str] = {
-    (2, 2, 2, 2): "r18",
-    (3, 4, 6, 3): "r34",
-    (3, 4, 14, 3): "r50",
-    (3, 13, 30, 3): "r100",
-    (6, 26, 60, 6): "r200",
-}
+# blocks per stage (layer1..layer4) -> arcface_torch IResNet name, from the backbone definitions themselves
+IRESNET_BLOCKS: dict[tuple[int, ...], str] = {blocks: name for name, blocks in IRESNET_LAYERS.items()}
 # where training scripts keep the backbone inside a checkpoint, most specific first
 CHECKPOINT_KEYS = ("state_dict_backbone", "backbone", "model_state_dict", "state_dict", "model")
 _STRIP_PREFIXES = ("module.", "_orig_mod.")  # DDP and torch.compile wrappers
@@ -235,12 +231,9 @@ def build_from_state_dict(
     source: str | Path = "state dict",
 ) -> nn.Module:
     """Build a registered backbone and load ``state_dict`` strictly (ModelLoadError on any mismatch)."""
-    from ..registry import BACKBONES, load_builtins
-
-    load_builtins()
     build_kwargs = {"embedding_size": embedding_size, "input_size": input_size, "dropout": 0.0, "fp16": False}
     build_kwargs.update(kwargs or {})
-    model = BACKBONES.build(network, **build_kwargs)
+    model = get_backbone(network, **build_kwargs)
     load_strict(model, state_dict, source=f"{source} ({network})")
     return model.eval()
 

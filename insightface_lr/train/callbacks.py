@@ -106,3 +106,13 @@ class VerificationCallback:
                 result = lowres_verification(model_fn, images, issame, size, self.input_size, device=device)
                 results[f"val/{name}@{size}px"] = result.accuracy_mean
         return results
+
+    def evaluate(self, student: torch.nn.Module, device: torch.device) -> dict:
+        """:meth:`__call__` on ``student`` in eval mode (BatchNorm running statistics), back in train mode after."""
+        if not self.sets:
+            return {}
+        student.eval()
+        try:
+            return self(student, device)
+        finally:
+            student.train()

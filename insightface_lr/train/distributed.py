@@ -74,6 +74,14 @@ def all_reduce_mean_(tensors: Iterable[torch.Tensor], ctx: DistContext) -> None:
         tensor.div_(ctx.world_size)
 
 
+def global_mean(named: dict[str, torch.Tensor], ctx: DistContext) -> dict[str, float]:
+    """Scalars averaged over ranks in one collective, as Python floats (a logged loss curve is then that
+    of the global batch: per-rank distillation terms are means over the local batch)."""
+    stacked = torch.stack([v.float().reshape(()) for v in named.values()])
+    all_reduce_mean_([stacked], ctx)
+    return dict(zip(named, stacked.tolist(), strict=True))
+
+
 def cleanup() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -14,17 +14,21 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from ..data.degrade import DegradeConfig
 from ..errors import ConfigError, DataFormatError
 from ..losses.distiller import DistillDims, Distiller, build_distiller
 from ..losses.margin import build_head_from_margin_list
 from ..losses.partial_fc import ShardedMarginClassifier
-from ..registry import BACKBONES, import_plugins, load_builtins
+from ..models.factory import get_backbone
+from ..registry import import_plugins
+from .callbacks import VerificationCallback
 from .config import TrainConfig
 from .distributed import DistContext
 
 # how many classes per training image :func:`check_num_classes` lets through (plus a slack for tiny sets)
 CLASSES_PER_IMAGE = 2
 CLASS_SLACK = 1000
+FULL_INIT_LIMIT = 50_000_000  # class centres initialised from one global draw below this many values
 
 
 class IndexedDataset(Dataset):
@@ -92,8 +96,7 @@ def check_num_classes(num_classes: int, num_images: int, source: str, cfg: Train
 
 def build_student(cfg: TrainConfig) -> nn.Module:
     import_plugins(cfg.plugins)
-    load_builtins()
-    return BACKBONES.build(cfg.network, embedding_size=cfg.embedding_size, input_size=cfg.student_input_size)
+    return get_backbone(cfg.network, embedding_size=cfg.embedding_size, input_size=cfg.student_input_size)
 
 
 def build_classifier(cfg: TrainConfig, num_classes: int, ctx: DistContext) -> ShardedMarginClassifier:
@@ -102,6 +105,42 @@ def build_classifier(cfg: TrainConfig, num_classes: int, ctx: DistContext) -> Sh
         cfg.embedding_size, num_classes, head, rank=ctx.rank, world_size=ctx.world_size,
         sample_rate=cfg.sample_rate,
     )
+
+
+def init_centres(classifier: ShardedMarginClassifier, seed: int) -> None:
+    """Draw all class centres from one seeded tensor and keep this rank's rows, so a run's
+    initial state does not depend on the number of processes (when the table is not huge)."""
+    c, d = classifier.num_classes, classifier.embedding_size
+    if c * d > FULL_INIT_LIMIT:
+        return
+    full = torch.normal(0.0, 0.01, (c, d), generator=torch.Generator().manual_seed(seed + 1))
+    start = classifier.class_start
+    with torch.no_grad():
+        classifier.weight.copy_(full[start:start + classifier.num_local])
+
+
+def wrap_student(student: nn.Module, ctx: DistContext) -> nn.Module:
+    """The student as trained: channels-last on CUDA, DDP-wrapped under ``torchrun`` (the student only)."""
+    if ctx.device.type == "cuda":
+        student.to(memory_format=torch.channels_last)
+    if not ctx.distributed:
+        return student
+    device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(student, device_ids=device_ids)
+
+
+def build_degrade(cfg: TrainConfig) -> DegradeConfig:
+    fields = {"sizes": cfg.lr_sizes, "output_size": cfg.student_input_size, "seed": cfg.seed, **dict(cfg.degrade)}
+    try:
+        return DegradeConfig(**fields)
+    except TypeError as exc:
+        raise ConfigError(f"field `degrade`: {exc}") from None
+
+
+def build_verification(cfg: TrainConfig) -> VerificationCallback:
+    """arcface_torch's ``val_targets`` (``<rec>/<name>.bin``) at HR and at the run's LR sizes."""
+    return VerificationCallback(str(rec_path(cfg).parent), cfg.val_targets, cfg.val_sizes or cfg.lr_sizes,
+                                cfg.student_input_size)
 
 
 def build_teacher(cfg: TrainConfig, device: torch.device) -> nn.Module | None:

@@ -1,9 +1,9 @@
 """The training loop: an LR student distilled from a frozen HR teacher, single process or ``torchrun``.
 
-One loop serves every method: a method is a registered distiller (``--distill aird``), never a fork of
-this file. DDP wraps the student only; the sharded margin classifier is never wrapped (each rank owns
-different class centres) and the distiller's few parameters are averaged by hand. The teacher is frozen
-and, by default, replaced after its first pass by the memory-mapped teacher cache.
+One loop serves every method: a method is a registered distillation term (``--distill aird``) that
+:class:`~insightface_lr.train.step.DistillStep` computes, never a fork of this file. The trainer composes the
+parts, loops, steps the optimiser, logs, validates, saves and resumes. DDP wraps the student only; the
+sharded classifier is never wrapped and the distiller's few parameters are averaged by hand.
 
 Resuming is exact: every random draw is a function of (seed, epoch, step, sample index), and a
 checkpoint holds the model, head shard, distiller, optimiser, scheduler, AMP scaler and torch RNG.
@@ -11,31 +11,25 @@ checkpoint holds the model, head shard, distiller, optimiser, scheduler, AMP sca
 
 from __future__ import annotations
 
-import contextlib
-import re
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from ..data.degrade import DegradeConfig
-from ..errors import ConfigError, InsightFaceLRError
-from ..losses.distiller import DistillInputs
-from ..losses.partial_fc import gather_rows
+from ..errors import InsightFaceLRError
 from . import parts
-from .callbacks import TrainLogger, VerificationCallback
-from .checkpoint import load_checkpoint, save_checkpoint
+from .callbacks import TrainLogger
+from .checkpoint import CheckpointFolder
 from .config import TrainConfig
-from .distributed import DistContext, all_reduce_mean_, barrier, resolve_device
+from .distributed import DistContext, all_reduce_mean_, barrier, global_mean, resolve_device
 from .sampler import ResumableDistributedSampler
 from .schedule import build_optimizer, build_scheduler
-from .teacher_cache import cache_key, file_fingerprint, open_or_build_cache
-from .views import make_views
+from .step import DistillStep
+from .teacher_outputs import prepare_teacher_outputs
 
-CHECKPOINT_NAME = re.compile(r"step(\d+)_rank(\d+)\.pt$")
-FULL_INIT_LIMIT = 50_000_000  # class centres initialised from one global draw below this many values
+# the parts of a checkpoint restored with ``load_state_dict`` (plus "step", "world_size", "torch_rng")
+STATEFUL = ("student", "classifier", "distiller", "optimizer", "scheduler", "scaler")
 
 
 class TrainingDivergedError(InsightFaceLRError):
@@ -44,133 +38,54 @@ class TrainingDivergedError(InsightFaceLRError):
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, ctx: DistContext | None = None, progress: bool = True) -> None:
-        self.cfg = cfg
+        self.cfg, self.progress = cfg, progress
         self.ctx = ctx or DistContext(device=resolve_device(cfg.device))
         self.device = self.ctx.device
         self.output = Path(cfg.output or "work_dirs/insightface_lr")
-        self.progress = progress
-        torch.manual_seed(cfg.seed)  # identical student init on every rank
-        dataset, self.num_classes = parts.build_dataset(cfg)
-        self.dataset = parts.IndexedDataset(dataset)
-        self.student = parts.build_student(cfg).to(self.device)
-        self.classifier = parts.build_classifier(cfg, self.num_classes, self.ctx).to(self.device)
-        self._init_centres()
-        self.teacher = parts.build_teacher(cfg, self.device)
-        self.distiller = parts.build_run_distiller(cfg, self.teacher, self.num_classes).to(self.device)
-        self.cache, self.teacher_centres = self._prepare_teacher_outputs(dataset)
-        self.degrade = self._degrade_config()
-        self.sampler = ResumableDistributedSampler(
-            len(dataset), cfg.batch_size * self.ctx.world_size, self.ctx.rank, self.ctx.world_size, cfg.seed
-        )
+        self.step_fn = self._build_parts()
+        global_batch = cfg.batch_size * self.ctx.world_size
+        self.sampler = ResumableDistributedSampler(len(self.dataset), global_batch, self.ctx.rank,
+                                                   self.ctx.world_size, cfg.seed)
         self.steps_per_epoch = self.sampler.steps_per_epoch
         self.total_steps = cfg.max_steps or cfg.num_epoch * self.steps_per_epoch
         params = [*self.student.parameters(), *self.classifier.parameters(), *self.distiller.parameters()]
         self.optimizer = build_optimizer(cfg.optimizer, params, cfg.lr, cfg.momentum, cfg.weight_decay)
-        warmup = cfg.warmup_epoch * self.steps_per_epoch
-        self.scheduler = build_scheduler(self.optimizer, warmup, self.total_steps)
-        self.amp = self.device.type == "cuda" and cfg.fp16
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
-        self.model = self._wrap_student()
+        self.scheduler = build_scheduler(self.optimizer, cfg.warmup_epoch * self.steps_per_epoch, self.total_steps)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.step_fn.amp)
         self.step = 0
-        self._remove_torn_checkpoints()
+        self.checkpoints = CheckpointFolder(self.output / "checkpoints", self.ctx)
+        self.checkpoints.remove_torn()
         if cfg.resume:
             self._resume()
-        self.logger = TrainLogger(self.output, self.total_steps, self.step,
-                                  cfg.batch_size * self.ctx.world_size, enabled=progress and self.ctx.is_main)
-        val_sizes = cfg.val_sizes or cfg.lr_sizes
-        self.verification = (VerificationCallback(str(parts.rec_path(cfg).parent), cfg.val_targets, val_sizes,
-                                                  cfg.student_input_size) if self.ctx.is_main else None)
+        self.logger = TrainLogger(self.output, self.total_steps, self.step, global_batch,
+                                  enabled=progress and self.ctx.is_main)
+        self.verification = parts.build_verification(cfg) if self.ctx.is_main else None
 
-    # ----- setup helpers -----
-    def _init_centres(self) -> None:
-        """Draw all class centres from one seeded tensor and keep this rank's rows, so a run's
-        initial state does not depend on the number of processes (when the table is not huge)."""
-        c, d = self.num_classes, self.cfg.embedding_size
-        if c * d > FULL_INIT_LIMIT:
-            return
-        full = torch.normal(0.0, 0.01, (c, d), generator=torch.Generator().manual_seed(self.cfg.seed + 1))
-        start = self.classifier.class_start
-        with torch.no_grad():
-            self.classifier.weight.copy_(full[start:start + self.classifier.num_local])
-
-    def _degrade_config(self) -> DegradeConfig:
-        fields = {"sizes": self.cfg.lr_sizes, "output_size": self.cfg.student_input_size,
-                  "seed": self.cfg.seed, **dict(self.cfg.degrade)}
-        try:
-            return DegradeConfig(**fields)
-        except TypeError as exc:
-            raise ConfigError(f"field `degrade`: {exc}") from None
-
-    def _prepare_teacher_outputs(self, dataset):
-        if self.teacher is None:
-            return None, None
-        uses_centres = self.distiller.uses_teacher_centres
-        if not (self.cfg.teacher_cache or uses_centres):
-            return None, None
-        key = cache_key(self.teacher.checksum, file_fingerprint(parts.rec_path(self.cfg)), 112)
-        root = self.output / "teacher_cache"
-        if self.ctx.is_main:  # one rank computes, the others wait and then map the same file
-            open_or_build_cache(root, key, dataset, self.teacher, device=self.device,
-                                num_workers=self.cfg.num_workers, progress=self.progress)
-        barrier(self.ctx)
-        cache = open_or_build_cache(root, key, dataset, self.teacher, device=self.device, progress=False)
-        centres = None
-        if uses_centres:
-            labels = torch.as_tensor(dataset.labels)
-            centres = parts.TeacherCentres.from_cache(cache.embeddings, labels, self.num_classes).centres
-            centres = centres.to(self.device)
-        return (cache if self.cfg.teacher_cache else None), centres
-
-    def _wrap_student(self) -> torch.nn.Module:
-        if self.device.type == "cuda":
-            self.student = self.student.to(memory_format=torch.channels_last)
-        if not self.ctx.distributed:
-            return self.student
-        device_ids = [self.device.index] if self.device.type == "cuda" else None
-        return torch.nn.parallel.DistributedDataParallel(self.student, device_ids=device_ids)
-
-    # ----- one step -----
-    def _teacher_embeddings(self, views, indices: Tensor) -> Tensor | None:
-        if self.teacher is None:
-            return None
-        if self.cache is not None:
-            return self.cache.lookup(indices.cpu(), views.flipped.cpu()).to(self.device)
-        return self.teacher(views.hr).float()
+    def _build_parts(self) -> DistillStep:
+        """Data, student, classifier, teacher and distiller, composed into the step's forward pass."""
+        cfg, ctx = self.cfg, self.ctx
+        torch.manual_seed(cfg.seed)  # identical student init on every rank
+        dataset, self.num_classes = parts.build_dataset(cfg)
+        self.dataset = parts.IndexedDataset(dataset)
+        self.student = parts.build_student(cfg).to(self.device)
+        self.classifier = parts.build_classifier(cfg, self.num_classes, ctx).to(self.device)
+        parts.init_centres(self.classifier, cfg.seed)
+        teacher = parts.build_teacher(cfg, self.device)
+        self.distiller = parts.build_run_distiller(cfg, teacher, self.num_classes).to(self.device)
+        outputs = prepare_teacher_outputs(cfg, ctx, dataset, self.num_classes, teacher, self.distiller,
+                                          self.output, self.progress)
+        return DistillStep(parts.wrap_student(self.student, ctx), self.student, self.classifier, self.distiller,
+                           outputs, parts.build_degrade(cfg), ctx, cfg.seed, cfg.margin_weight,
+                           amp=self.device.type == "cuda" and cfg.fp16)
 
     def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, epoch: int) -> dict[str, float]:
-        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device).long()
-        views = make_views(images, indices, self.degrade, self.cfg.seed, epoch, self.step, self.ctx.rank)
-        autocast = (torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext())
-        with autocast:
-            lr_input = views.lr.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" \
-                else views.lr
-            embedding = self.model(lr_input).float()
-        margin_loss = self.classifier(embedding, labels)
-        total, named = margin_loss * self.cfg.margin_weight, {"margin": margin_loss.detach()}
-        teacher = self._teacher_embeddings(views, indices)
-        if teacher is not None and len(self.distiller.terms):
-            inputs = DistillInputs(student=embedding, teacher=teacher, labels=labels,
-                                   teacher_centres=self.teacher_centres)
-            if self.ctx.distributed and self.distiller.uses_teacher_bank:  # relations over the global batch
-                sizes = [labels.numel()] * self.ctx.world_size  # the sampler gives every rank a full batch
-                inputs = replace(inputs, teacher_bank=gather_rows(teacher.detach(), sizes),
-                                 labels_bank=gather_rows(labels, sizes))
-            distill_total, distill_parts = self.distiller(inputs)
-            total = total + distill_total
-            named.update(distill_parts)
-        named["loss"] = total.detach()
-        values = self._global_mean(named)
+        named = self.step_fn(images, labels, indices, epoch, self.step)
+        total = named["loss"]
+        values = global_mean({k: v.detach() for k, v in named.items()}, self.ctx)
         if not torch.isfinite(total):
             raise TrainingDivergedError(f"step {self.step}: loss is {values['loss']}; parts: {values}")
         self._backward_and_step(total)
         return values
-
-    def _global_mean(self, named: dict[str, Tensor]) -> dict[str, float]:
-        """Loss parts averaged over ranks, so the logged curve is that of the global batch (per-rank
-        distillation terms are means over the local batch; DDP averages their gradients the same way)."""
-        stacked = torch.stack([v.float().reshape(()) for v in named.values()])
-        all_reduce_mean_([stacked], self.ctx)
-        return dict(zip(named, stacked.tolist(), strict=True))
 
     def _backward_and_step(self, total: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -183,7 +98,6 @@ class Trainer:
         self.scheduler.step()
         self.step += 1
 
-    # ----- loop -----
     def fit(self) -> Path:
         """Train to ``total_steps``; returns the path of the saved student."""
         loader = DataLoader(self.dataset, batch_size=self.cfg.batch_size, sampler=self.sampler,
@@ -195,8 +109,7 @@ class Trainer:
                 self.sampler.set_position(epoch, in_epoch)
                 for images, labels, indices in loader:
                     values = self.train_step(images, labels, indices, epoch)
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    self.logger.step(self.step, values, lr, self.cfg.frequent)
+                    self.logger.step(self.step, values, self.optimizer.param_groups[0]["lr"], self.cfg.frequent)
                     self._periodic(epoch_end=self.step % self.steps_per_epoch == 0)
                     if self.step >= self.total_steps:
                         break
@@ -212,12 +125,9 @@ class Trainer:
             self.validate()
 
     def validate(self) -> dict[str, float]:
-        if self.verification is None or not self.verification.sets:
-            return {}
-        self.student.eval()
-        results = self.verification(self.student, self.device)
-        self.student.train()
-        self.logger.scalars(self.step, results)
+        results = self.verification.evaluate(self.student, self.device) if self.verification else {}
+        if results:
+            self.logger.scalars(self.step, results)
         return results
 
     def _finish(self) -> Path:
@@ -232,54 +142,18 @@ class Trainer:
         barrier(self.ctx)
         return path
 
-    # ----- checkpoints -----
-    def _checkpoint_path(self, step: int, rank: int) -> Path:
-        return self.output / "checkpoints" / f"step{step:08d}_rank{rank}.pt"
-
     def state_dict(self) -> dict:
-        return {
-            "step": self.step, "world_size": self.ctx.world_size,
-            "student": self.student.state_dict(), "classifier": self.classifier.state_dict(),
-            "distiller": self.distiller.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-        }
+        state = {name: getattr(self, name).state_dict() for name in STATEFUL}
+        return {"step": self.step, "world_size": self.ctx.world_size, **state, "torch_rng": torch.get_rng_state()}
 
     def save(self) -> None:
-        save_checkpoint(self._checkpoint_path(self.step, self.ctx.rank), self.state_dict())
-        barrier(self.ctx)
-        if self.ctx.is_main:  # keep the two newest complete steps
-            for step in sorted(self._complete_steps())[:-2]:
-                for rank in range(self.ctx.world_size):
-                    self._checkpoint_path(step, rank).unlink(missing_ok=True)
-
-    def _complete_steps(self) -> set[int]:
-        found: dict[int, set[int]] = {}
-        for path in (self.output / "checkpoints").glob("step*_rank*.pt"):
-            match = CHECKPOINT_NAME.search(path.name)
-            if match:
-                found.setdefault(int(match[1]), set()).add(int(match[2]))
-        return {s for s, ranks in found.items() if ranks >= set(range(self.ctx.world_size))}
-
-    def _remove_torn_checkpoints(self) -> None:
-        """Delete this rank's temp files left by a process killed inside ``save_checkpoint``: they are
-        never read (not under a checkpoint name) but each is a full-size checkpoint's worth of disk."""
-        for path in (self.output / "checkpoints").glob(f".step*_rank{self.ctx.rank}.pt.*.tmp"):
-            path.unlink(missing_ok=True)
+        self.checkpoints.save(self.step, self.state_dict())
 
     def _resume(self) -> None:
-        steps = self._complete_steps()
-        if not steps:
+        state = self.checkpoints.load_latest(map_location=self.device)
+        if state is None:
             return  # nothing saved yet: start from scratch, as arcface_torch does
-        state = load_checkpoint(self._checkpoint_path(max(steps), self.ctx.rank), map_location=self.device)
-        if state["world_size"] != self.ctx.world_size:
-            raise ConfigError(f"--resume: checkpoint was written by {state['world_size']} processes, "
-                              f"this run has {self.ctx.world_size}")
-        self.student.load_state_dict(state["student"])
-        self.classifier.load_state_dict(state["classifier"])
-        self.distiller.load_state_dict(state["distiller"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
+        for name in STATEFUL:
+            getattr(self, name).load_state_dict(state[name])
         torch.set_rng_state(state["torch_rng"])
         self.step = int(state["step"])

@@ -25,6 +25,7 @@ class BatchViews:
     hr: Tensor  # [B,3,112,112] float, normalised (x/255-0.5)/0.5: teacher input
     lr: Tensor  # [B,3,S,S] float, normalised: student input (S = student input size)
     flipped: Tensor  # [B] bool: the HR/LR pair was mirrored
+    hr_pixels: Tensor  # [B,3,112,112] uint8 RGB: the HR view before normalisation
 
 
 def flip_mask(indices: Tensor, seed: int, epoch: int) -> Tensor:
@@ -50,4 +51,4 @@ def make_views(
         images = F.interpolate(images.float(), size=(HR_SIZE, HR_SIZE), mode="bilinear", antialias=True,
                                align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
     lr = degrade(images, degrade_config, degrade_generator(seed, step, rank))
-    return BatchViews(hr=normalize_uint8(images), lr=normalize_uint8(lr), flipped=flipped)
+    return BatchViews(hr=normalize_uint8(images), lr=normalize_uint8(lr), flipped=flipped, hr_pixels=images)

@@ -10,12 +10,11 @@ import numpy as np
 import torch
 
 from insightface_lr.models.teacher import save_student
-from insightface_lr.registry import BACKBONES, load_builtins
+from insightface_lr.registry import BACKBONES
 
 
 def hr_calibrated_student(path: Path, images: np.ndarray, embedding_size: int = 32) -> Path:
     """Save (``save_student``) a seeded bridge_student whose BN stats are those of uint8 ``[N,H,W,3]`` faces."""
-    load_builtins()
     torch.manual_seed(0)
     model = BACKBONES.build("bridge_student", embedding_size=embedding_size, input_size=16)
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255

@@ -30,7 +30,7 @@ from insightface_lr.eval.model_loading import load_eval_model
 from insightface_lr.eval.report import SweepConfig, run_sweep, unique_names, write_report
 from insightface_lr.models.facebn import FaceBN
 from insightface_lr.models.teacher import load_student, save_student
-from insightface_lr.registry import BACKBONES, load_builtins
+from insightface_lr.registry import BACKBONES
 
 SIZES = (112, 16, 8)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -240,7 +240,6 @@ def test_onnx_model_reports_facebn_na(assets, tmp_path) -> None:
 
 
 def test_load_eval_model_backbone_pth_and_bn_free_module(assets, tmp_path) -> None:
-    load_builtins()
     torch.save(BACKBONES.build("mbf").state_dict(), tmp_path / "backbone.pth")  # arcface_torch's format
     pth = load_eval_model(tmp_path / "backbone.pth")
     assert (pth.name, pth.kind, pth.input_size, pth.embedding_size, pth.supports_facebn) == (
@@ -298,7 +297,6 @@ def test_full_sweep_6000_pairs_mobilefacenet(tmp_path, capsys) -> None:
     tic = time.perf_counter()
     bin_path = make_pair_bin(tmp_path / "big.bin", identities=pairs // 2)  # half genuine, half impostor pairs
     build_s = time.perf_counter() - tic
-    load_builtins()
     torch.manual_seed(0)
     save_student(tmp_path / "mbf.pt", BACKBONES.build("mbf", input_size=32).eval(), network="mbf")
     rc = cli.main(["eval", "--model", str(tmp_path / "mbf.pt"), "--bins", str(bin_path), "--facebn",

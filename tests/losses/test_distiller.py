@@ -9,9 +9,8 @@ from torch import nn
 from insightface_lr.errors import ConfigError, RegistryError
 from insightface_lr.losses import build_distiller
 from insightface_lr.losses.distiller import DistillDims, DistillInputs, parse_spec
-from insightface_lr.registry import LOSSES, load_builtins
+from insightface_lr.registry import LOSSES
 
-load_builtins()
 DIMS = DistillDims(student_dim=16, teacher_dim=24, num_classes=10)
 
 

@@ -186,3 +186,41 @@ def test_two_gloo_ranks_match_unsharded(tmp_path: Path) -> None:
         torch.testing.assert_close(torch.cat([r0["grad_w"], r1["grad_w"]]), ref_w, rtol=0, atol=1e-5)
         grad_e = torch.cat([r0["grad_e"], r1["grad_e"]]) / (2.0 if scale else 1.0)
         torch.testing.assert_close(grad_e, ref_e, rtol=0, atol=1e-5)
+
+
+def _cosine_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        emb, weight, _ = _data()
+        clf = _classifier(weight, CombinedMarginHead(MARGINS, s=30.0))
+        e = emb[4 * rank : 4 * rank + 4].clone().requires_grad_()
+        logits = clf.cosine_logits(e)
+        (logits * torch.arange(1.0, C + 1, dtype=logits.dtype)).pow(2).mean().backward()
+        torch.save({"logits": logits.detach(), "grad_e": e.grad, "grad_w": clf.weight.grad},
+                   Path(out_dir) / f"cos{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_cosine_logits_cover_every_shard_with_rank_mean_gradients(tmp_path: Path) -> None:
+    """Each rank's logits span all C classes; a shard's gradient is the mean over ranks of the per-rank
+    losses' gradients (as DDP averages the backbone's), checked against plain autograd on the full table."""
+    mp.spawn(_cosine_worker, args=(str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True)
+    ranks = [torch.load(tmp_path / f"cos{r}.pt", weights_only=True) for r in range(2)]
+    emb, weight, _ = _data()
+    e, w = emb.clone().requires_grad_(), weight.clone().requires_grad_()
+    full = F.normalize(e) @ F.normalize(w).T
+    scale = torch.arange(1.0, C + 1, dtype=full.dtype)
+    per_rank = [(full[4 * r : 4 * r + 4] * scale).pow(2).mean() for r in range(2)]
+    (sum(per_rank) / 2).backward()
+    torch.testing.assert_close(torch.cat([r["logits"] for r in ranks]), full.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.cat([r["grad_w"] for r in ranks]), w.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(torch.cat([r["grad_e"] for r in ranks]), e.grad * 2, rtol=0, atol=1e-12)
+
+
+def test_cosine_logits_single_process() -> None:
+    emb, weight, _ = _data()
+    clf = _classifier(weight, CombinedMarginHead(MARGINS, s=30.0), sample_rate=0.5)  # sampling ignored
+    logits = clf.cosine_logits(emb)
+    torch.testing.assert_close(logits, F.normalize(emb) @ F.normalize(weight).T, rtol=0, atol=1e-12)
+    assert logits.requires_grad and logits.dtype == torch.float64

@@ -28,7 +28,7 @@ from insightface_lr.models.export import (
 from insightface_lr.models.facebn import FaceBN
 from insightface_lr.models.onnx_teacher import OnnxTeacher, detect_input_normalisation
 from insightface_lr.models.teacher import load_teacher
-from insightface_lr.registry import BACKBONES, load_builtins
+from insightface_lr.registry import BACKBONES
 
 model_zoo = pytest.importorskip("insightface.model_zoo")
 
@@ -88,7 +88,6 @@ def _cosine_distance(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def student16() -> nn.Module:
-    load_builtins()
     return _randomise_bn(BACKBONES.build("bridge_student", embedding_size=32, input_size=16))
 
 

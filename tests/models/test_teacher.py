@@ -21,7 +21,7 @@ from insightface_lr.models.teacher import (
     save_student,
     state_dict_sha256,
 )
-from insightface_lr.registry import BACKBONES, load_builtins
+from insightface_lr.registry import BACKBONES
 
 
 class TinyNet(nn.Module):
@@ -50,7 +50,6 @@ def _randomise_bn(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def _backbone(name: str, input_size: int = 16, embedding_size: int = 32) -> nn.Module:
-    load_builtins()
     model = BACKBONES.build(name, embedding_size=embedding_size, input_size=input_size, dropout=0.0, fp16=False)
     return _randomise_bn(model).eval()
 
@@ -224,7 +223,6 @@ def test_shape_mismatch_names_file(tmp_path, r18) -> None:
 
 # --- student files ---------------------------------------------------------------------------------------
 def test_save_and_load_student_round_trip(tmp_path) -> None:
-    load_builtins()
     student = _randomise_bn(BACKBONES.build("bridge_student", embedding_size=16, input_size=16)).eval()
     path = save_student(tmp_path / "student.pt", student, {"epoch": 2, "sizes": [16, 24]}, network="bridge_student")
     raw = torch.load(path, weights_only=True)

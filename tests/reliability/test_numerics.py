@@ -15,7 +15,7 @@ from insightface_lr.losses.distiller import DistillDims, DistillInputs, build_di
 from insightface_lr.losses.margin import MODES, combined_margin
 from insightface_lr.losses.partial_fc import ShardedMarginClassifier
 from insightface_lr.models.facebn import FaceBN
-from insightface_lr.registry import LOSSES, load_builtins
+from insightface_lr.registry import LOSSES
 
 F32_EPS = torch.finfo(torch.float32).eps
 # cosines at and around the ends of [-1, 1], including the rounding overshoot of a normalised dot product
@@ -174,7 +174,6 @@ def _degenerate_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _term_names() -> list[str]:
-    load_builtins()
     return LOSSES.names()
 
 

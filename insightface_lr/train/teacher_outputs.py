@@ -1,0 +1,63 @@
+"""Where a batch's teacher embeddings come from: the memory-mapped teacher cache, or the frozen teacher live.
+
+The cache is built once by rank 0 (the others wait, then map the same file). It is needed when the run
+asks for it (``teacher_cache``, the default) or when a term classifies with the teacher's class centres,
+which are the normalised mean cached embedding of each identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import Dataset
+
+from ..losses.distiller import Distiller
+from .config import TrainConfig
+from .distributed import DistContext, barrier
+from .parts import TeacherCentres, rec_path
+from .teacher_cache import TeacherCache, cache_key, file_fingerprint, open_or_build_cache
+
+TEACHER_INPUT_SIZE = 112
+
+
+@dataclass
+class TeacherOutputs:
+    """The teacher side of a step: ``teacher`` (None without distillation), its ``cache`` (None: run the
+    teacher live) and its class ``centres`` ``[C, Dt]`` (None unless a term uses them)."""
+
+    teacher: nn.Module | None = None
+    cache: TeacherCache | None = None
+    centres: Tensor | None = None
+
+    def embeddings(self, hr: Tensor, indices: Tensor, flipped: Tensor) -> Tensor | None:
+        """``[B, Dt]`` float teacher embeddings of the HR view (from the cache row of the same flip)."""
+        if self.teacher is None:
+            return None
+        if self.cache is not None:
+            return self.cache.lookup(indices.cpu(), flipped.cpu()).to(hr.device)
+        return self.teacher(hr).float()
+
+
+def prepare_teacher_outputs(cfg: TrainConfig, ctx: DistContext, dataset: Dataset, num_classes: int,
+                            teacher: nn.Module | None, distiller: Distiller, output: Path,
+                            progress: bool) -> TeacherOutputs:
+    """Open (building it on rank 0 first if needed) the cache, and the centres when a term uses them."""
+    uses_centres = distiller.uses_teacher_centres
+    if teacher is None or not (cfg.teacher_cache or uses_centres):
+        return TeacherOutputs(teacher)
+    key = cache_key(teacher.checksum, file_fingerprint(rec_path(cfg)), TEACHER_INPUT_SIZE)
+    root = output / "teacher_cache"
+    if ctx.is_main:  # one rank computes, the others wait and then map the same file
+        open_or_build_cache(root, key, dataset, teacher, device=ctx.device, num_workers=cfg.num_workers,
+                            progress=progress)
+    barrier(ctx)
+    cache = open_or_build_cache(root, key, dataset, teacher, device=ctx.device, progress=False)
+    centres = None
+    if uses_centres:
+        labels = torch.as_tensor(dataset.labels)
+        centres = TeacherCentres.from_cache(cache.embeddings, labels, num_classes)
+        centres = centres.centres.to(ctx.device)
+    return TeacherOutputs(teacher, cache if cfg.teacher_cache else None, centres)
