@@ -1,9 +1,14 @@
 """Shared test settings: one torch thread per process (tests are tiny; thread oversubscription on a
-2-core CI machine costs more than it gains) and a headless matplotlib backend."""
+2-core CI machine costs more than it gains), a headless matplotlib backend, and a user cache folder of
+the test session's own (the default ``teacher_cache_dir`` lives there: tests never write the user's
+``~/.cache``; each test gets a fresh one so that no test reuses another's teacher cache by accident)."""
 
 from __future__ import annotations
 
 import os
+import tempfile
+
+import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -12,3 +17,19 @@ def pytest_configure(config) -> None:
     import torch
 
     torch.set_num_threads(1)
+    # before any fixture: the session- and module-scoped ones (tiny trained runs) also stay out of ~/.cache
+    config._iflr_cache_home = tempfile.mkdtemp(prefix="iflr_test_cache_")
+    os.environ["XDG_CACHE_HOME"] = config._iflr_cache_home
+
+
+@pytest.fixture(autouse=True)
+def _own_user_cache(tmp_path_factory, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+
+
+def pytest_unconfigure(config) -> None:
+    import shutil
+
+    home = getattr(config, "_iflr_cache_home", None)
+    if home:
+        shutil.rmtree(home, ignore_errors=True)

@@ -10,7 +10,7 @@ Layout of ``out``::
     settings.json  data/{train.rec,train.idx,property,subset/,complete.json, test.bin,shifted.bin | val.bin}
     teacher/student.pt  bridge_g[_subset]/student.pt  tune/<candidate>/  tune/choices.json
     students/<method>_<size>px_s<seed>[_subset][_e<epochs>]/student.pt
-    cache/<teacher>[_subset]/...  (teacher embeddings, linked into every run that uses that teacher and data)
+    cache/<teacher>[_subset]/...  (teacher embeddings: the `teacher_cache_dir` of every run on that teacher and data)
     eval/<model>.json  timings.json  report.md  results.json  *.png
 """
 
@@ -238,8 +238,8 @@ class DemoPipeline:
         if not recipe_path.is_file():
             raise ConfigError(f"demo recipe {recipe_path} not found (pass --recipes DIR with the demo_*.py files)")
         output.mkdir(parents=True, exist_ok=True)
-        if cache is not None:
-            _link_cache(output, self.out / "cache" / cache)
+        if cache is not None:  # the runs on one teacher and data share its cache instead of each computing one
+            fields = {**fields, "teacher_cache_dir": str(self.out / "cache" / cache)}
         cfg = load_config(recipe_path, {"rec": str(rec), "output": str(output), "resume": True,
                                         "device": self.device, "batch_size": self.settings.batch_size, **fields})
         return Trainer(cfg, progress=self.progress).fit()
@@ -292,15 +292,3 @@ def _cell_fields(name: str) -> dict[str, Any]:
         return {"method": "teacher", "lr_size": 112, "seed": None, "regime": "teacher", "epochs": 0,
                 "weight": None}
     return asdict(parse_cell(name))
-
-
-def _link_cache(output: Path, shared: Path) -> None:
-    """Point ``output/teacher_cache`` (where the trainer keeps its cache) at the shared cache folder."""
-    link = output / "teacher_cache"
-    shared.mkdir(parents=True, exist_ok=True)
-    if link.is_symlink() or link.exists():
-        return
-    try:
-        link.symlink_to(os.path.relpath(shared, output), target_is_directory=True)
-    except OSError:  # no symlinks (some Windows setups): each run keeps its own cache, only slower
-        pass

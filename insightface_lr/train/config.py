@@ -75,6 +75,8 @@ class TrainConfig:
     facebn: str | None = None                  # FaceBN mode used in verification during training
     plugins: tuple[str, ...] = ()              # modules imported so they can register their own parts
     teacher_cache: bool = True
+    teacher_cache_dir: str | None = None       # shared cache folder (None: $XDG_CACHE_HOME/insightface_lr/...)
+    teacher_cache_dtype: str = "float16"       # storage of the cached embeddings: "float16" or "float32"
     checkpoint_every: int = 0                  # steps between checkpoints (0: end of each epoch only)
     max_steps: int = 0                         # stop after this many steps (0: num_epoch epochs)
     clip_grad_norm: float = 5.0
@@ -97,6 +99,9 @@ def _check_values(cfg: TrainConfig) -> None:
     for size in cfg.lr_sizes + cfg.val_sizes:
         if not 4 <= size <= 112:
             raise ConfigError(f"field `lr_sizes`/`val_sizes`: LR size {size} must be in 4..112 (HR input)")
+    if cfg.teacher_cache_dtype not in ("float16", "float32"):
+        raise ConfigError(f"field `teacher_cache_dtype`: expected 'float16' or 'float32', "
+                          f"got {cfg.teacher_cache_dtype!r}")
     if cfg.device not in ("auto", "cpu", "cuda"):
         raise ConfigError(f"field `device`: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
 

@@ -1,8 +1,10 @@
 """Where a batch's teacher embeddings come from: the memory-mapped teacher cache, or the frozen teacher live.
 
-The cache is built once by rank 0 (the others wait, then map the same file). It is needed when the run
-asks for it (``teacher_cache``, the default) or when a term classifies with the teacher's class centres,
-which are the normalised mean cached embedding of each identity.
+The cache lives in the shared ``teacher_cache_dir`` (one per teacher, data and input size, whatever the
+method) and is built once, by rank 0 of the first run that needs it (the other ranks wait, then map the same
+file; another run wanting it meanwhile waits on its lock and reuses it). It is needed when the run asks for
+it (``teacher_cache``, the default) or when a term classifies with the teacher's class centres, which are
+the normalised mean cached embedding of each identity.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ..losses.distiller import Distiller
 from .config import TrainConfig
 from .distributed import DistContext, barrier
 from .parts import TeacherCentres, rec_path
-from .teacher_cache import TeacherCache, cache_key, file_fingerprint, open_or_build_cache
+from .teacher_cache import TeacherCache, cache_key, default_cache_dir, file_fingerprint, open_or_build_cache
 
 TEACHER_INPUT_SIZE = 112
 
@@ -42,19 +44,20 @@ class TeacherOutputs:
 
 
 def prepare_teacher_outputs(cfg: TrainConfig, ctx: DistContext, dataset: Dataset, num_classes: int,
-                            teacher: nn.Module | None, distiller: Distiller, output: Path,
+                            teacher: nn.Module | None, distiller: Distiller,
                             progress: bool) -> TeacherOutputs:
     """Open (building it on rank 0 first if needed) the cache, and the centres when a term uses them."""
     uses_centres = distiller.uses_teacher_centres
     if teacher is None or not (cfg.teacher_cache or uses_centres):
         return TeacherOutputs(teacher)
-    key = cache_key(teacher.checksum, file_fingerprint(rec_path(cfg)), TEACHER_INPUT_SIZE)
-    root = output / "teacher_cache"
-    if ctx.is_main:  # one rank computes, the others wait and then map the same file
+    dtype = cfg.teacher_cache_dtype
+    key = cache_key(teacher.checksum, file_fingerprint(rec_path(cfg)), TEACHER_INPUT_SIZE, dtype)
+    root = Path(cfg.teacher_cache_dir).expanduser() if cfg.teacher_cache_dir else default_cache_dir()
+    if ctx.is_main:  # one rank computes (or waits for another run that does), the others wait, then map it
         open_or_build_cache(root, key, dataset, teacher, device=ctx.device, num_workers=cfg.num_workers,
-                            progress=progress)
+                            progress=progress, dtype=dtype)
     barrier(ctx)
-    cache = open_or_build_cache(root, key, dataset, teacher, device=ctx.device, progress=False)
+    cache = open_or_build_cache(root, key, dataset, teacher, device=ctx.device, progress=False, dtype=dtype)
     centres = None
     if uses_centres:
         labels = torch.as_tensor(dataset.labels)

@@ -73,7 +73,7 @@ class Trainer:
         teacher = parts.build_teacher(cfg, self.device)
         self.distiller = parts.build_run_distiller(cfg, teacher, self.num_classes).to(self.device)
         outputs = prepare_teacher_outputs(cfg, ctx, dataset, self.num_classes, teacher, self.distiller,
-                                          self.output, self.progress)
+                                          self.progress)
         return DistillStep(parts.wrap_student(self.student, ctx), self.student, self.classifier, self.distiller,
                            outputs, parts.build_degrade(cfg), ctx, cfg.seed, cfg.margin_weight,
                            amp=self.device.type == "cuda" and cfg.fp16)

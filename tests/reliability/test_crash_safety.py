@@ -21,8 +21,10 @@ STEPS, EVERY = 12, 2
 
 
 def _run_args(train_args, data: Path, out: Path, teacher: Path, *extra: str) -> list[str]:
+    # each run its own cache folder: the killed run must build (and be killed building) its own
     return train_args(data, out, "--distill", "aird", "--teacher", str(teacher), "--max-steps", str(STEPS),
-                      "--set", f"checkpoint_every={EVERY}", *extra)
+                      "--set", f"checkpoint_every={EVERY}", "--set", f"teacher_cache_dir={out / 'teacher_cache'}",
+                      *extra)
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,8 @@ def assert_same_student(a: Path, b: Path) -> None:
 
 
 def _cache_dirs(out: Path) -> tuple[list[Path], list[Path]]:
-    entries = sorted((out / "teacher_cache").iterdir()) if (out / "teacher_cache").is_dir() else []
+    folder = out / "teacher_cache"
+    entries = sorted(e for e in folder.iterdir() if e.is_dir()) if folder.is_dir() else []  # not the lock file
     return [e for e in entries if not e.name.startswith(".")], [e for e in entries if e.name.startswith(".")]
 
 

@@ -38,11 +38,54 @@ def test_distill_run_writes_logs_cache_and_student(tiny_data, plugin_dir, tiny_t
     assert {"loss", "margin", "aird/instance", "aird/relation"} <= set(steps[0])
     total = steps[0]["margin"] + steps[0]["aird/loss"]
     assert steps[0]["loss"] == pytest.approx(total, rel=1e-5)
-    assert list((out / "teacher_cache").iterdir())  # built once, memory-mapped
+    # built once into the default shared folder (the user's cache dir), none in the run's own output
+    shared = Path(os.environ["XDG_CACHE_HOME"]) / "insightface_lr" / "teacher_cache"
+    assert [p for p in shared.iterdir() if p.is_dir()] and not (out / "teacher_cache").exists()
     assert any((out / "tensorboard").iterdir())
     log = (out / "training.log").read_text()
     assert "val/test@112px" in log and "val/test@16px" in log  # verification at HR and LR
     assert (out / "student.pt").is_file()
+
+
+def _cache_folders(root: Path) -> list[Path]:
+    return sorted(p for p in root.iterdir() if p.is_dir())
+
+
+def test_second_run_with_another_distill_builds_nothing(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
+    shared = tmp_path / "shared_cache"
+    common = ("--teacher", str(tiny_teacher), "--max-steps", "2", "--set", f"teacher_cache_dir={shared}")
+    first = run_cli(tiny_args(tiny_data, tmp_path / "aird", "--distill", "aird", *common), plugin_dir)
+    assert first.returncode == 0, first.stderr
+    assert "teacher cache: building" in first.stderr  # its size printed before it starts
+    (built,) = _cache_folders(shared)
+    stamp = (built / "embeddings.npy").stat().st_mtime_ns
+    second = run_cli(tiny_args(tiny_data, tmp_path / "feat", "--distill", "feat", *common), plugin_dir)
+    assert second.returncode == 0, second.stderr
+    assert "teacher cache: building" not in second.stderr
+    assert _cache_folders(shared) == [built] and (built / "embeddings.npy").stat().st_mtime_ns == stamp
+    assert curve(tmp_path / "feat")[0]["feat/loss"] > 0  # it did distil, from the shared cache
+
+
+def test_float16_and_float32_caches_train_the_same_losses(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
+    """20 steps of AIRD + CCFace: every logged loss equal within 1e-3 (absolute, or relative to a total of ~76)."""
+    losses = {}
+    for dtype in ("float16", "float32"):
+        out = tmp_path / dtype
+        result = run_cli(tiny_args(tiny_data, out, "--distill", "aird+ccface", "--teacher", str(tiny_teacher),
+                                   "--max-steps", "20", "--set", f"teacher_cache_dtype={dtype}",
+                                   "--set", f"teacher_cache_dir={tmp_path / 'cache'}"), plugin_dir)
+        assert result.returncode == 0, result.stderr
+        losses[dtype] = curve(out)
+    assert len(_cache_folders(tmp_path / "cache")) == 2  # one cache per dtype, side by side
+    assert [s["step"] for s in losses["float16"]] == list(range(1, 21))
+    worst = {}
+    for half, full in zip(losses["float16"], losses["float32"], strict=True):
+        for name in ("loss", "margin", "aird/loss", "ccface/loss"):
+            # within 1e-3 absolute, or relative for the margin-dominated totals (~76 here: scale-64 logits)
+            assert half[name] == pytest.approx(full[name], rel=1e-3, abs=1e-3), (half["step"], name)
+            worst[name] = max(worst.get(name, 0.0), abs(half[name] - full[name]))
+    print("fp16 vs fp32 cache, 20 steps, max |loss difference|:", worst)
+    assert any(worst.values())  # the float16 run really read rounded embeddings
 
 
 def test_unmodified_arcface_config_trains_with_distill_aird(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
