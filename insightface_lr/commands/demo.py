@@ -9,29 +9,24 @@ from __future__ import annotations
 
 import argparse
 
+from .arguments import int_list_argument
+
 
 def default_jobs(device: str) -> int:
     """One job per CPU core (at most 8) on the CPU; one on a GPU, which the jobs would only share."""
     import os
 
-    from ..eval.model_loading import resolve_device
+    from ..devices import resolve_device
 
     if resolve_device(device).type == "cuda":
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
 
 
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
     parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
-    parser.add_argument("--seeds", type=_seeds, help="student seeds (default: 0,1,2; --quick: 0)")
+    parser.add_argument("--seeds", type=int_list_argument, help="student seeds (default: 0,1,2; --quick: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--jobs", type=int,
                         help="models trained/evaluated at once, each in its own process (default: the CPU count, "

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .arguments import comma_ints, comma_list
+
 DEFAULT_SIZES = "112,32,24,20,16,12,8"
 FACEBN_CHOICES = ("batch", "online", "calibrate")
 
@@ -48,7 +50,7 @@ def parse_models(text: str) -> dict[str, str]:
     from ..errors import ConfigError
     from ..eval.report import unique_names
 
-    items = [item.strip() for item in text.split(",") if item.strip()]
+    items = comma_list(text)
     if not items:
         raise ConfigError("--model: expected at least one model path")
     pairs = [item.split("=", 1) if "=" in item else (Path(item).stem, item) for item in items]
@@ -62,7 +64,7 @@ def parse_sizes(text: str) -> tuple[int, ...]:
     from ..errors import ConfigError
 
     try:
-        sizes = tuple(int(s) for s in text.split(",") if s.strip())
+        sizes = comma_ints(text)
     except ValueError:
         raise ConfigError(f"--sizes: expected comma-separated integers like {DEFAULT_SIZES}, got {text!r}") from None
     if not sizes or min(sizes) < 1 or len(set(sizes)) != len(sizes):
@@ -76,7 +78,7 @@ def parse_facebn(value: str | None) -> tuple[str, ...]:
 
     if value is None:
         return ("off",)
-    modes = tuple(m.strip() for m in value.split(",") if m.strip())
+    modes = tuple(comma_list(value))
     bad = [m for m in modes if m not in FACEBN_CHOICES]
     if not modes or bad:
         raise ConfigError(f"--facebn: expected modes from {FACEBN_CHOICES}, got {value!r}")
@@ -84,8 +86,9 @@ def parse_facebn(value: str | None) -> tuple[str, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..devices import resolve_device
     from ..errors import ConfigError
-    from ..eval.model_loading import load_eval_model, resolve_device
+    from ..eval.model_loading import load_eval_model
 
     if not args.bins and not args.identification:
         raise ConfigError("expected --bins (verification) and/or --identification (1:N identification), got neither")
@@ -118,7 +121,7 @@ def _sweep_config(args: argparse.Namespace, sizes: tuple[int, ...], modes: tuple
     from ..errors import ConfigError
     from ..eval.report import SweepConfig
 
-    bins = [b.strip() for b in args.bins.split(",") if b.strip()]
+    bins = comma_list(args.bins)
     missing = [b for b in bins if not Path(b).is_file()]
     if not bins or missing:
         raise ConfigError(f"--bins: no such file(s): {missing}" if missing else "--bins: expected a .bin path")

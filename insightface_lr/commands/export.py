@@ -10,8 +10,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
@@ -80,11 +78,11 @@ def read_faces(source: Path, limit: int):
     """Aligned faces, uint8 ``[N,H,W,3]`` RGB, from a verification ``.bin`` or a folder of images."""
     import numpy as np
 
-    from ..data.image_codec import decode_image
+    from ..data.image_codec import IMAGE_SUFFIXES, decode_image
     from ..errors import DataFormatError
 
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
         blobs = [(p.read_bytes(), str(p)) for p in files]
     elif source.suffix == ".bin":
         from ..data.verification_bin import read_bin

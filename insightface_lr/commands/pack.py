@@ -10,7 +10,8 @@ import argparse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("folder", help="image folder: FOLDER/<identity>/<image>.jpg|.png (sorted names -> labels)")
+    parser.add_argument("folder", help="image folder: FOLDER/<identity>/<image> "
+                        "(.jpg, .jpeg, .png, .bmp or .webp; sorted names -> labels)")
     parser.add_argument("out_dir", help="output folder for train.rec, train.idx and property")
 
 

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-
-def _sizes(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+from .arguments import int_list_argument
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", help="distillation spec, e.g. aird, kd, aird+ccface, none")
     parser.add_argument("--teacher", help="teacher: arcface_torch backbone.pth, our .pt, or insightface .onnx")
     parser.add_argument("--teacher-network", help="teacher backbone name (inferred from its keys if omitted)")
-    parser.add_argument("--lr-size", type=_sizes, help="LR training size(s), e.g. 16 or 12,16")
+    parser.add_argument("--lr-size", type=int_list_argument, help="LR training size(s), e.g. 16 or 12,16")
     parser.add_argument("--network", help="student backbone (r18, r50, mbf, bridge_student, ...)")
     parser.add_argument("--student-input-size", type=int, help="student's native input size (e.g. 16)")
     parser.add_argument("--rec", help="folder with train.rec/train.idx (and val .bin files)")
@@ -30,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="base learning rate")
     parser.add_argument("--num-epoch", type=int)
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
+    parser.add_argument("--device", help="auto, cpu, cuda (the device of each torchrun process) or cuda:N")
     parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field (Python literal values), repeatable")

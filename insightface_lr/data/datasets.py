@@ -16,10 +16,9 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataFormatError
-from .image_codec import decode_image, image_size
+from .image_codec import IMAGE_SUFFIXES, decode_image, image_size
 from .recordio import RecordReader, unpack, write_rec_dataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -111,7 +110,7 @@ class RecordDataset(Dataset):
 
 
 class ImageFolderDataset(Dataset):
-    """``root/<identity>/<image>.{jpg,jpeg,png}``: sorted folder names get labels ``0 .. C-1``."""
+    """``root/<identity>/<image>`` (any of ``IMAGE_SUFFIXES``): sorted folder names get labels ``0 .. C-1``."""
 
     def __init__(self, root: str | os.PathLike, transform: Transform | None = None) -> None:
         self.root = Path(root)
@@ -125,7 +124,8 @@ class ImageFolderDataset(Dataset):
             files = sorted(p for p in (self.root / name).iterdir()
                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise DataFormatError(f"{self.root / name}: identity folder holds no .jpg/.jpeg/.png image")
+                raise DataFormatError(f"{self.root / name}: identity folder holds no image "
+                                      f"({', '.join(IMAGE_SUFFIXES)})")
             self.samples += [(f, label) for f in files]
         self.labels = [label for _, label in self.samples]
         self.transform = transform
@@ -144,7 +144,7 @@ class ImageFolderDataset(Dataset):
 
 
 class ImageFilesDataset(Dataset):
-    """Every ``.jpg/.jpeg/.png`` under ``root`` (any depth, sorted), label -1: unlabeled faces such as
+    """Every image (``IMAGE_SUFFIXES``) under ``root`` (any depth, sorted), label -1: unlabeled faces such as
     TinyFace's gallery distractors, which come as one flat folder."""
 
     def __init__(self, root: str | os.PathLike, transform: Transform | None = None) -> None:
@@ -154,7 +154,7 @@ class ImageFilesDataset(Dataset):
         self.files = sorted(p for p in self.root.rglob("*")
                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name[:1] != ".")
         if not self.files:
-            raise DataFormatError(f"{self.root}: holds no .jpg/.jpeg/.png image")
+            raise DataFormatError(f"{self.root}: holds no image ({', '.join(IMAGE_SUFFIXES)})")
         self.labels = [-1] * len(self.files)
         self.transform = transform
 

@@ -331,15 +331,6 @@ def degrade(images: Tensor, config: DegradeConfig | None = None,
     return apply_params(images, params, config)
 
 
-def paired_views(hr: Tensor, config: DegradeConfig | None = None,
-                 seed: torch.Generator | int | None = None) -> tuple[Tensor, Tensor]:
-    """The (HR, LR) views for distillation: the same faces, pixel-aligned, LR = ``degrade(hr)``.
-
-    ``hr`` is returned as given (teacher input); ``lr`` has its dtype and ``config.output_size``.
-    """
-    return hr, degrade(hr, config, seed)
-
-
 def degrade_to_size(images: Tensor, size: int, kernel: str = "bicubic",
                     output_size: int | None = 112) -> Tensor:
     """The plain, deterministic evaluation path: antialiased ``H -> size``, then bicubic up to output_size.

@@ -27,9 +27,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..devices import resolve_device
 from ..errors import ConfigError
 from .identification_sets import IdentificationSet, gallery_embeddings, load_identification_set, probe_cmc
-from .model_loading import EvalModel, load_eval_model, resolve_device
+from .model_loading import EvalModel, load_eval_model
 from .report import SweepConfig, _model_info, _progress, facebn_model_fn, hardware_info
 
 RANKS = (1, 5, 20)

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -46,19 +46,6 @@ class EvalModel:
         return "n/a: the network has no BatchNorm2d layer with running statistics"
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; anything else as ``torch.device`` (ConfigError if unusable)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"--device: expected cpu, cuda, cuda:N or auto, got {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
-    return resolved
-
-
 def load_eval_model(
     path: str | Path | nn.Module,
     network: str | None = None,
@@ -70,23 +57,24 @@ def load_eval_model(
     ``network``: registered backbone name for a state dict whose network cannot be inferred.
     ``name``: label in reports (default: the file stem, or the module's class name).
     """
-    from ..models.teacher import Teacher, file_sha256, load_model_file, load_teacher
+    from ..models.teacher import FrozenModel, load_frozen_model, load_model_file
+    from ..models.weights import file_sha256
 
     device = resolve_device(device)
     if isinstance(path, nn.Module):
-        teacher = load_teacher(path, device=device)
-        return _from_torch(teacher, name or type(path).__name__, source="<module>")
+        frozen = load_frozen_model(path, device=device)
+        return _from_torch(frozen, name or type(path).__name__, source="<module>")
     path = Path(path)
     label = name or path.stem
     if path.suffix.lower() == ".onnx" or path.is_dir():
-        teacher = load_teacher(path, device=str(device))
-        return EvalModel(label, teacher, None, teacher.input_size, teacher.embedding_size, False, str(path), "onnx")
+        frozen = load_frozen_model(path, device=str(device))
+        return EvalModel(label, frozen, None, frozen.input_size, frozen.embedding_size, False, str(path), "onnx")
     model, _meta = load_model_file(path, network)
-    teacher = Teacher(model, checksum=file_sha256(path)).to(device)
-    return _from_torch(teacher, label, source=str(path))
+    frozen = FrozenModel(model, checksum=file_sha256(path)).to(device)
+    return _from_torch(frozen, label, source=str(path))
 
 
-def _from_torch(teacher: nn.Module, name: str, source: str) -> EvalModel:
-    module = teacher.model
+def _from_torch(frozen: nn.Module, name: str, source: str) -> EvalModel:
+    module = frozen.model
     has_bn = any(isinstance(m, nn.BatchNorm2d) and m.running_mean is not None for m in module.modules())
-    return EvalModel(name, teacher, module, teacher.input_size, teacher.embedding_size, has_bn, source, "torch")
+    return EvalModel(name, frozen, module, frozen.input_size, frozen.embedding_size, has_bn, source, "torch")

@@ -27,9 +27,10 @@ import torch
 
 from ..data.pixels import normalize_uint8
 from ..data.verification_bin import load_bin_images
+from ..devices import resolve_device
 from ..errors import ConfigError
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
-from .model_loading import EvalModel, load_eval_model, resolve_device
+from .model_loading import EvalModel, load_eval_model
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..registry import register_loss
+from ..registry import register_distill_term
 from .aird import cosine_distance, cosine_logits, soft_kl
 from .distiller import DistillDims, DistillInputs, DistillTerm, check_positive, make_adaptor
 
@@ -40,7 +40,7 @@ class KDConfig:
         check_positive("kd", tau=self.tau, scale=self.scale)
 
 
-@register_loss("kd")
+@register_distill_term("kd")
 class HintonKDLoss(DistillTerm):
     """``alpha * tau^2 * KL(softmax(z_t/tau) || softmax(z_s/tau))``; needs teacher_centres."""
 
@@ -61,7 +61,7 @@ class HintonKDLoss(DistillTerm):
         if inputs.student_logits is not None:
             if inputs.student_logits.shape != z_t.shape:
                 raise ConfigError(
-                    f"distill term 'kd': student_logits {tuple(inputs.student_logits.shape)} and teacher "
+                    f"distillation term 'kd': student_logits {tuple(inputs.student_logits.shape)} and teacher "
                     f"logits {tuple(z_t.shape)} differ: the student head must cover the teacher's identities"
                 )
             z_s = cfg.scale * inputs.student_logits.to(z_t.dtype)
@@ -81,7 +81,7 @@ class FeatConfig:
             raise ConfigError(f"'feat' config: metric must be 'cosine' or 'mse', got {self.metric!r}")
 
 
-@register_loss("feat")
+@register_distill_term("feat")
 class FeatureKDLoss(DistillTerm):
     """``alpha * (1 - cos)`` or ``alpha * MSE`` between adapted student and teacher embeddings."""
 
@@ -140,7 +140,7 @@ class RKDConfig:
     angle_weight: float = 2.0
 
 
-@register_loss("rkd")
+@register_distill_term("rkd")
 class RKDLoss(DistillTerm):
     """``distance_weight * L_dist + angle_weight * L_angle`` on raw embeddings (widths may differ)."""
 

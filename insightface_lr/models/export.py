@@ -33,7 +33,9 @@ from torch import nn
 from ..atomic import atomic_path
 from ..data.pixels import ONNX_MEAN, ONNX_STD
 from ..errors import ConfigError, ModelLoadError
-from .teacher import Teacher, file_sha256, load_student, save_student
+from .student_file import load_student, save_student
+from .teacher import Teacher
+from .weights import file_sha256
 
 __all__ = [
     "ExportGraph", "ResizeStem", "bake_facebn", "check_onnx_matches", "export_model_package", "export_onnx",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import runpy
 import sys
 import types
@@ -67,8 +68,8 @@ class TrainConfig:
     student_input_size: int = 112              # native input of the student (16 for a 16-px student)
     lr_sizes: tuple[int, ...] = (16,)          # training resolutions of the LR view (sampled per batch)
     degrade: Mapping[str, Any] = field(default_factory=dict)   # DegradeConfig fields
-    # per-term config, e.g. {"aird": {"beta": 2.0}}
-    loss: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # per-term config, e.g. {"aird": {"beta": 2.0}} (also read from `loss`, its earlier name)
+    distill_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     distill_weights: Mapping[str, float] = field(default_factory=dict)   # per-term multiplier in the sum
     margin_mode: str = "insightface"           # "insightface" (straight-through, parity) or "exact"
     margin_weight: float = 1.0                 # weight of the student's own margin loss
@@ -79,7 +80,7 @@ class TrainConfig:
     max_steps: int = 0                         # stop after this many steps (0: num_epoch epochs)
     clip_grad_norm: float = 5.0
     val_sizes: tuple[int, ...] = ()            # LR sizes for verification during training (default lr_sizes)
-    device: str = "auto"                       # "auto", "cpu" or "cuda"
+    device: str = "auto"                       # "auto", "cpu", "cuda" or "cuda:N"
     max_num_classes: int = 10_000_000          # refuse more identities (a corrupt label); WebFace42M has 2M
 
     def __post_init__(self) -> None:
@@ -97,11 +98,12 @@ def _check_values(cfg: TrainConfig) -> None:
     for size in cfg.lr_sizes + cfg.val_sizes:
         if not 4 <= size <= 112:
             raise ConfigError(f"field `lr_sizes`/`val_sizes`: LR size {size} must be in 4..112 (HR input)")
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"field `device`: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"field `device`: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+FIELD_ALIASES = {"loss": "distill_config"}  # earlier field names, still read so that user configs keep working
 
 
 class _EasyDict(dict):
@@ -157,7 +159,11 @@ def build_config(fields: Mapping[str, Any], source: str = "config") -> TrainConf
     """Validate and coerce a flat mapping of fields into a :class:`TrainConfig`."""
     hints = typing.get_type_hints(TrainConfig)
     values: dict[str, Any] = {}
+    if "loss" in fields and "distill_config" in fields:
+        raise ConfigError(f"{source}: fields `loss` and `distill_config` are the same field (`loss` is its "
+                          "earlier name); set only `distill_config`")
     for name, value in fields.items():
+        name = FIELD_ALIASES.get(name, name)
         if name in IGNORED_ARCFACE_FIELDS:
             continue
         if name not in _FIELDS:
