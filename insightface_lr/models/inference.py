@@ -6,9 +6,9 @@ Three steps, each kept only where it measured faster (BENCHMARKS.md section 6, 1
 * BatchNorm folded into the preceding conv / linear (:func:`~insightface_lr.models.fuse.fold_batchnorm`):
   one memory pass less per layer. Never for FaceBN, which needs the BN layers: :class:`FaceBN` wraps the
   original network (``EvalModel.module``), this path only serves FaceBN "off".
-* channels-last (NHWC) activations for the nets of depthwise-separable blocks: oneDNN's depthwise and 1x1
-  kernels read NHWC without reordering, and the 1x1 conv becomes one matrix product. ``CHANNELS_LAST``
-  holds the measured choice per network class; a class not listed keeps NCHW.
+* channels-last (NHWC) activations: oneDNN's depthwise and 1x1 kernels read NHWC without reordering (a 1x1
+  conv becomes one matrix product), and its 3x3 convs on small maps gain too. ``CHANNELS_LAST`` holds the
+  measured choice per network class; a class not listed keeps NCHW.
 * ``torch.inference_mode`` (no autograd version counters or views to track).
 
 ``torch.compile`` is not used: on the bridge student it gained less than channels-last at batch 256 and its
@@ -23,7 +23,9 @@ from torch import nn
 from .fuse import fold_batchnorm
 
 # network class -> channels-last activations, measured by benchmarks/student_speed.py (BENCHMARKS.md 6)
-CHANNELS_LAST: dict[str, bool] = {"BridgeStudent": True, "MobileFaceNet": True, "IResNet": False}
+# (1 thread, same rounds, x eager: bridge_student@16 b256 NHWC 1.68 vs NCHW 1.15; mbf@32 b64 1.16 vs 1.16;
+# r18@16 b64 1.31 vs 0.94). Other classes keep NCHW until measured.
+CHANNELS_LAST: dict[str, bool] = {"BridgeStudent": True, "MobileFaceNet": True, "IResNet": True}
 
 
 class InferenceNet(nn.Module):
