@@ -17,6 +17,7 @@ GPU lane (eager vs inference path, fp16 autocast, matmul reference) when CUDA ex
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matmul-n", type=int, default=2048)
     parser.add_argument("--load-seconds", type=float, default=300, help="the competitor's longest life")
     parser.add_argument("--no-load", action="store_true", help="skip phase 2 (the competing process)")
-    parser.add_argument("--child", help=argparse_hidden())
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # internal: one lane in a fresh process
     args = parser.parse_args(argv)
     if args.child:
         return run_child(args.child, args.batch, args.threads, args.repeats)
@@ -265,12 +266,6 @@ def main(argv: list[str] | None = None) -> int:
                           "thread_env": {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "KMP_BLOCKTIME")}})
     print(f"wrote {args.out}")
     return 0
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
