@@ -8,6 +8,7 @@ and light commands (``info``, ``pack``) never pay for importing torch-heavy code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -50,14 +51,20 @@ LONG_RUNNING = ("train", "eval", "demo")  # commands whose batches benefit from 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from .runtime import apply_thread_env, command_threads
+
+    apply_thread_env()  # passive OpenMP waiting, before any command loads torch or onnxruntime
     parser = build_parser()
     args = parser.parse_args(argv)
+    threads = contextlib.nullcontext()
     if args.command in LONG_RUNNING:
         from .runtime import tune_malloc
 
         tune_malloc()
+        threads = command_threads(args.command, getattr(args, "threads", None))
     try:
-        return int(_module(args._module).run(args) or 0)
+        with threads:
+            return int(_module(args._module).run(args) or 0)
     except InsightFaceLRError as exc:
         # A user-fixable problem: one line naming the file/field, exit code 2 (as argparse does).
         print(f"insightface-lr {args.command}: error: {exc}", file=sys.stderr)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..runtime import positive_int
+
 DEFAULT_SIZES = "112,32,24,20,16,12,8"
 FACEBN_CHOICES = ("batch", "online", "calibrate[:N]", "prior[:N]")
 
@@ -41,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--roc-size", type=int, help="probe size of the ROC plot (default: the smallest size)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="torch intra-op threads (default: the cores idle at start; a team larger than the "
+                             "free cores is slower than one thread, see BENCHMARKS.md)")
 
 
 def parse_models(text: str) -> dict[str, str]:

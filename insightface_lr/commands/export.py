@@ -1,8 +1,10 @@
-"""``insightface-lr export --model student.pt --out student.onnx [--package DIR] [--facebn-calibrate SET]``.
+"""``insightface-lr export --model student.pt --out student.onnx [--package DIR] [--facebn-calibrate SET]
+[--int8 --calibrate FACES]``.
 
 Writes an ONNX file that ``insightface.model_zoo.get_model`` loads as a recognition model (a low-resolution
 student gets a 112 -> native resize stem inside the graph), optionally an insightface model package
-(manifest v2), with FaceBN statistics calibrated on unlabeled target faces baked into the BN layers.
+(manifest v2), with FaceBN statistics calibrated on unlabeled target faces baked into the BN layers, and
+(``--int8``) statically quantised to int8 with activation ranges calibrated on faces (``models/quantize.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +26,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="license terms written to the package's LICENSE.txt and manifest")
     parser.add_argument("--facebn-calibrate", metavar="SET",
                         help="bake FaceBN statistics of these target faces: a verification .bin or an image folder")
+    parser.add_argument("--int8", action="store_true",
+                        help="static int8 quantisation (ONNX Runtime QDQ, per-channel weights); needs --calibrate")
+    parser.add_argument("--calibrate", metavar="FACES",
+                        help="with --int8: faces whose activation ranges the int8 graph is calibrated on: an image "
+                             "folder, a train.rec (or its folder) or a verification .bin")
     parser.add_argument("--calibrate-limit", type=int, default=2000, help="at most this many calibration faces")
     parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
     parser.add_argument("--input-size", type=int, default=112, help="graph input size (insightface: 112)")
@@ -39,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.out and not args.package:
         raise ConfigError("export: give --out FILE.onnx and/or --package DIR")
+    if bool(args.int8) != bool(args.calibrate):
+        raise ConfigError("export: --int8 and --calibrate FACES go together (int8 ranges come from those faces)")
     model, meta = load_model_file(args.model, args.network)
     facebn = None
     if args.facebn_calibrate:
@@ -46,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
                                   args.calibrate_limit, args.batch_size)
         meta["facebn_calibration"] = str(args.facebn_calibrate)
     options = {"fold_bn": not args.no_fold_bn, "facebn": facebn, "opset": args.opset, "kernel": args.kernel}
+    if args.int8:
+        from ..models.quantize import calibration_inputs
+
+        faces = read_faces(Path(args.calibrate), args.calibrate_limit)
+        options["int8_calibration"] = calibration_inputs(faces, args.input_size)
+        meta.update(int8_calibration=str(args.calibrate), int8_calibration_faces=len(faces))
     if args.out:
         export_onnx(model, args.out, input_size=args.input_size, **options)
         print(f"wrote {args.out}")
@@ -76,12 +91,16 @@ def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: i
 
 
 def read_faces(source: Path, limit: int):
-    """Aligned faces, uint8 ``[N,H,W,3]`` RGB, from a verification ``.bin`` or a folder of images."""
+    """Aligned faces, uint8 ``[N,H,W,3]`` RGB, from a verification ``.bin``, a ``train.rec`` (or the folder
+    holding one: ``limit`` faces evenly spread over the file, so every part of the set is seen) or a folder
+    of images."""
     import numpy as np
 
     from ..data.image_codec import decode_image
     from ..errors import DataFormatError
 
+    if source.suffix == ".rec" or (source / "train.rec").is_file():
+        return _rec_faces(source, limit)
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
         blobs = [(p.read_bytes(), str(p)) for p in files]
@@ -91,7 +110,7 @@ def read_faces(source: Path, limit: int):
         images, _issame = read_bin(source)
         blobs = [(b, f"{source}[{i}]") for i, b in enumerate(images[:limit])]
     else:
-        raise DataFormatError(f"{source}: expected a verification .bin file or a folder of face images")
+        raise DataFormatError(f"{source}: expected a verification .bin file, a .rec or a folder of face images")
     if not blobs:
         raise DataFormatError(f"{source}: no face images found for FaceBN calibration")
     faces = [decode_image(data, name) for data, name in blobs]
@@ -99,6 +118,21 @@ def read_faces(source: Path, limit: int):
     if len(shapes) != 1:
         raise DataFormatError(f"{source}: calibration faces must be aligned crops of one size, got {sorted(shapes)}")
     return np.stack(faces)
+
+
+def _rec_faces(source: Path, limit: int):
+    import numpy as np
+
+    from ..data.datasets import RecordDataset
+    from ..errors import DataFormatError
+
+    if not source.exists():
+        raise DataFormatError(f"{source}: no such .rec file")
+    dataset = RecordDataset(source)
+    if len(dataset) == 0:
+        raise DataFormatError(f"{source}: no face images found")
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(limit, len(dataset))).round().astype(np.int64))
+    return np.stack([dataset[int(i)][0].permute(1, 2, 0).numpy() for i in picks])
 
 
 def _plain(meta: dict) -> dict:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..runtime import positive_int
+
 
 def _sizes(text: str) -> tuple[int, ...]:
     try:
@@ -35,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field (Python literal values), repeatable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or logs")
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="torch intra-op threads (default: the cores idle at start; a team larger than the "
+                             "free cores is slower than one thread, see BENCHMARKS.md)")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:

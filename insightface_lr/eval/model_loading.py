@@ -1,8 +1,10 @@
 """Models to evaluate: our student ``.pt``, an arcface_torch ``backbone.pth`` / checkpoint, or an ``.onnx`` file.
 
 Everything becomes an :class:`EvalModel`: a callable ``fn(x [B,3,S,S] normalised RGB) -> [B,D]`` plus the
-facts the sweep needs (input side, whether FaceBN can adapt it). Torch files are read through
-:func:`insightface_lr.models.teacher.load_model_file` (``weights_only=True``, network inferred from the keys).
+facts the sweep needs (input side, whether FaceBN can adapt it). For torch networks ``fn`` is the inference
+path of :mod:`insightface_lr.models.inference` (BN folded, channels-last where measured faster). Torch files
+are read through :func:`insightface_lr.models.teacher.load_model_file` (``weights_only=True``, network inferred
+from the keys).
 ONNX graphs (and insightface model packages) run in onnxruntime: their BatchNorm layers are folded or out of
 reach, so FaceBN is reported as n/a for them rather than silently evaluated without adaptation.
 """
@@ -86,6 +88,13 @@ def load_eval_model(
 
 
 def _from_torch(teacher: nn.Module, name: str, source: str) -> EvalModel:
+    """``fn`` runs the inference copy (BN folded, NHWC where faster); ``module`` stays the network FaceBN
+    wraps, with its BN layers."""
+    from ..models.inference import inference_net
+    from ..models.teacher import Teacher
+
     module = teacher.model
     has_bn = any(isinstance(m, nn.BatchNorm2d) and m.running_mean is not None for m in module.modules())
-    return EvalModel(name, teacher, module, teacher.input_size, teacher.embedding_size, has_bn, source, "torch")
+    fast = Teacher(inference_net(module), checksum=teacher.checksum, embedding_size=teacher.embedding_size,
+                   input_size=teacher.input_size)
+    return EvalModel(name, fast, module, teacher.input_size, teacher.embedding_size, has_bn, source, "torch")

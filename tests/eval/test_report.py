@@ -29,6 +29,7 @@ from insightface_lr.eval.lowres import degrade_normalised, embed_at_size, lowres
 from insightface_lr.eval.model_loading import load_eval_model
 from insightface_lr.eval.report import SweepConfig, run_sweep, unique_names, write_report
 from insightface_lr.models.facebn import FaceBN
+from insightface_lr.models.inference import inference_net
 from insightface_lr.models.teacher import load_student, save_student
 from insightface_lr.registry import BACKBONES
 
@@ -89,8 +90,8 @@ def direct(assets, size: int, facebn: str, mode: str = "lr-lr", batch_size: int 
     """lowres_verification called by hand on a freshly loaded model: the independent reference."""
     model, _ = load_student(assets["student"])
     images, issame = load_bin_images(assets["bin"])
-    if facebn == "off":
-        fn = model
+    if facebn == "off":  # the inference path (= eager within float tolerance: tests/models/test_inference.py)
+        fn = inference_net(model)
     else:
         adapted = FaceBN(model, mode=facebn)
         if facebn == "calibrate":  # the set's own faces, degraded as the evaluation degrades them
@@ -99,7 +100,7 @@ def direct(assets, size: int, facebn: str, mode: str = "lr-lr", batch_size: int 
             adapted.calibrate(low[i:i + batch_size] for i in range(0, len(low), batch_size))
         fn = adapted
     # hr-lr: the HR gallery is embedded by the plain model (its BN stats ARE the HR statistics)
-    hr = embed_at_size(model, images, 112, 16, batch_size) if mode == "hr-lr" else None
+    hr = embed_at_size(inference_net(model), images, 112, 16, batch_size) if mode == "hr-lr" else None
     return lowres_verification(fn, images, issame, size, 16, mode=mode, batch_size=batch_size, hr_embeddings=hr)
 
 
