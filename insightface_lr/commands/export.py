@@ -77,15 +77,16 @@ def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: i
     import torch
 
     from ..data.degrade import resize
+    from ..data.pixels import normalize, to_unit
     from ..models.export import ExportGraph
     from ..models.facebn import FaceBN
 
     faces = read_faces(source, limit)  # uint8 [N,H,W,3] RGB
-    x = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255.0
+    x = to_unit(torch.from_numpy(faces).permute(0, 3, 1, 2))
     x = resize(x, input_size, "bicubic") if x.shape[-1] != input_size else x
     stem = ExportGraph(model, input_size, kernel).stem  # the in-graph down-sampling to the native size
     with torch.no_grad():
-        native = stem((x - 0.5) / 0.5)
+        native = stem(normalize(x))
     facebn = FaceBN(model.eval(), mode="calibrate")
     return facebn.calibrate(native[i : i + batch_size] for i in range(0, native.shape[0], batch_size))
 

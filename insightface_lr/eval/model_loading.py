@@ -25,8 +25,9 @@ from ..errors import ConfigError
 class EvalModel:
     """A model ready for :func:`insightface_lr.eval.report.run_sweep`.
 
-    ``fn`` maps float ``[B, 3, input_size, input_size]`` faces, ``(p/255 - 0.5)/0.5`` RGB, to ``[B, D]``
-    un-normalised embeddings. ``module`` is the underlying torch network (what FaceBN wraps), None for ONNX.
+    ``fn`` maps float ``[B, 3, input_size, input_size]`` faces in the model-input convention (data.pixels,
+    RGB) to ``[B, D]`` un-normalised embeddings. ``module`` is the underlying torch network (what FaceBN
+    wraps), None for ONNX.
     """
 
     name: str

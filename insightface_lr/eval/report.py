@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.pixels import normalize_uint8
 from ..data.verification_bin import load_bin_images
 from ..errors import ConfigError
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
@@ -203,7 +204,7 @@ def calibration_batches(images: np.ndarray, size: int, input_size: int, batch_si
     """Normalised ``[B, 3, input_size, input_size]`` batches of ``images`` (uint8 [N,H,W,3]) seen at ``size``."""
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-        yield degrade_normalised((x.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5, size, input_size)
+        yield degrade_normalised(normalize_uint8(x.permute(0, 3, 1, 2)), size, input_size)
 
 
 def _model_info(model: EvalModel) -> dict[str, Any]:

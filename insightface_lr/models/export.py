@@ -7,10 +7,10 @@ How insightface 2.1 treats an ONNX file (read from ``model_zoo.py`` / ``arcface_
   We export it with a **resize stem**: the graph takes InsightFace's 112x112 aligned crop and down-samples
   it inside the graph (a fixed separable matrix product, antialiased, the same kernel as our degradation)
   to the student's native size. ``resize_stem`` reproduces the stem in PyTorch.
-* ``ArcFaceONNX`` feeds ``(pixel - 127.5) / 127.5`` in RGB order (``blobFromImages(..., swapRB=True)`` on
-  BGR images) unless one of the first 8 node names starts with ``Sub``/``Mul`` (then 0/1): exactly our
-  ``(x/255 - 0.5)/0.5`` RGB convention, so the graph holds no normalisation and we rename any node whose
-  name would trigger the 0/1 rule.
+* ``ArcFaceONNX`` feeds ``(pixel - mean) / std`` with its default mean and std in RGB order
+  (``blobFromImages(..., swapRB=True)`` on BGR images) unless one of the first 8 node names starts with
+  ``Sub``/``Mul`` (then 0/1): exactly our model-input convention (:mod:`insightface_lr.data.pixels`), so
+  the graph holds no normalisation and we rename any node whose name would trigger the 0/1 rule.
 * A model package (manifest v2) is a folder with ``manifest.json`` whose ``license`` field is the path of a
   signed ``MODEL.LICENSE``; only InsightFace signs those, so we never write one (insightface then applies
   its default terms) and put the user's own terms in ``LICENSE.txt`` and the manifest's ``license_terms``.
@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..data.pixels import ONNX_MEAN, ONNX_STD
 from ..errors import ConfigError, ModelLoadError
 from .teacher import Teacher, file_sha256, load_student, save_student
 
@@ -283,7 +284,7 @@ def export_model_package(
                 "sha256": file_sha256(folder / onnx_name),
                 "input_size": [input_size, input_size],
                 "embedding_dimension": embedding_dimension,
-                "preprocessing": {"mean": 127.5, "std": 127.5},
+                "preprocessing": {"mean": ONNX_MEAN, "std": ONNX_STD},
                 "preprocessing_version": "insightface-arcface-1",
             }
         },

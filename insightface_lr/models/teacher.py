@@ -67,7 +67,7 @@ class Teacher(nn.Module):
         return super().requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: float [B,3,S,S], (pixel/255 - 0.5)/0.5, RGB -> embeddings float [B,D] (not normalised)."""
+        """x: float [B,3,S,S], model input (data.pixels), RGB -> embeddings float [B,D] (not normalised)."""
         if x.dim() != 4 or x.shape[1] != 3 or tuple(x.shape[2:]) != (self.input_size, self.input_size):
             raise ValueError(
                 f"teacher expects input [B,3,{self.input_size},{self.input_size}], got {list(x.shape)}"
