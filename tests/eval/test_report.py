@@ -97,7 +97,8 @@ def direct(assets, size: int, facebn: str, mode: str = "lr-lr", batch_size: int 
         if facebn == "calibrate":  # the set's own faces, degraded as the evaluation degrades them
             x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
             low = (degrade_to_size(x, size, output_size=16) - 0.5) / 0.5
-            adapted.calibrate(low[i:i + batch_size] for i in range(0, len(low), batch_size))
+            # two passes, as the sweep calibrates (SweepConfig.calibrate_passes)
+            adapted.calibrate([low[i:i + batch_size] for i in range(0, len(low), batch_size)], passes=2)
         fn = adapted
     # hr-lr: the HR gallery is embedded by the plain model (its BN stats ARE the HR statistics)
     hr = embed_at_size(inference_net(model), images, 112, 16, batch_size) if mode == "hr-lr" else None
