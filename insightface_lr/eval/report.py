@@ -75,7 +75,10 @@ class SweepConfig:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
             raise ConfigError(f"sizes: expected positive pixel sizes, got {self.sizes!r}")
         for mode in self.facebn_modes:
-            facebn_spec(mode)
+            try:
+                facebn_spec(mode)
+            except ConfigError as exc:
+                raise ConfigError(f"facebn modes {self.facebn_modes!r}: {exc}") from None
         if not self.facebn_modes or len(set(self.facebn_modes)) != len(self.facebn_modes):
             raise ConfigError(f"facebn modes: expected distinct values of {FACEBN_MODES}, got {self.facebn_modes!r}")
         if self.pair_mode not in PAIR_MODES:
