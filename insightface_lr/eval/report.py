@@ -16,7 +16,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -149,12 +149,20 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
                     device: torch.device):
     """``x -> embeddings`` through a fresh FaceBN of ``model.module``; ``calibrate`` first passes once over
     ``images`` degraded to ``size`` (exactly as the evaluation will see them)."""
+    calibration = calibration_batches(images, size, model.input_size, cfg.batch_size, device)
+    return facebn_fn(model, mode, cfg.momentum, cfg.include_bn1d, calibration if mode == "calibrate" else None)
+
+
+def facebn_fn(model: EvalModel, mode: str, momentum: float = 0.1, include_bn1d: bool = False,
+              calibration: Iterable[torch.Tensor] | None = None):
+    """``x -> embeddings`` through a fresh FaceBN of ``model.module``; ``calibration`` (normalised batches, as the
+    evaluation will see them) is passed once first in ``calibrate`` mode."""
     from ..models.facebn import FaceBN
 
     assert model.module is not None
-    facebn = FaceBN(model.module, mode=mode, momentum=cfg.momentum, include_bn1d=cfg.include_bn1d)
+    facebn = FaceBN(model.module, mode=mode, momentum=momentum, include_bn1d=include_bn1d)
     if mode == "calibrate":
-        facebn.calibrate(calibration_batches(images, size, model.input_size, cfg.batch_size, device))
+        facebn.calibrate(calibration if calibration is not None else [])
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = facebn(x)
