@@ -99,11 +99,12 @@ def list_images(folder: Path, what: str, recursive: bool = False) -> list[str]:
 def read_mat(path: Path, keys: Sequence[str], what: str) -> dict[str, np.ndarray]:
     """The named variables of a MATLAB ``.mat`` file (scipy; v5 cell arrays and doubles, no pickle involved)."""
     from scipy.io import loadmat
+    from scipy.io.matlab import MatReadError
 
     require_file(path, what)
     try:
         data = loadmat(str(path))
-    except (ValueError, TypeError, OSError, NotImplementedError) as exc:
+    except (MatReadError, ValueError, TypeError, OSError, NotImplementedError) as exc:
         raise DataFormatError(f"{path}: not a readable MATLAB .mat file ({exc}); expected {what}") from None
     missing = [k for k in keys if k not in data]
     if missing:

@@ -22,7 +22,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from ...data.image_codec import decode_image
-from ...errors import DataFormatError
+from ...errors import DataFormatError, InsightFaceLRError
 
 ALIGNED_SIDE = 112  # the ArcFace template of norm_crop
 
@@ -63,12 +63,15 @@ class FaceBatches(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, window: tuple[int, int]) -> torch.Tensor:
+    def __getitem__(self, window: tuple[int, int]) -> torch.Tensor | InsightFaceLRError:
         start, stop = window
         out = np.empty((stop - start, self.side, self.side, 3), dtype=np.uint8)
-        for row, index in enumerate(range(start, stop)):  # decoding is per file by nature; pixels stay in C
-            lmk = None if self.landmarks is None else self.landmarks[index]
-            out[row] = load_face(self.paths[index], self.side, lmk)
+        try:
+            for row, index in enumerate(range(start, stop)):  # decoding is per file by nature; pixels stay in C
+                lmk = None if self.landmarks is None else self.landmarks[index]
+                out[row] = load_face(self.paths[index], self.side, lmk)
+        except InsightFaceLRError as exc:  # returned, not raised: a worker would wrap it in a traceback text
+            return exc
         return torch.from_numpy(out).permute(0, 3, 1, 2)
 
 
@@ -91,6 +94,8 @@ def iterate_batches(dataset: FaceBatches, windows: Sequence[tuple[int, int, int]
                         worker_init_fn=_one_thread if workers > 0 else None,
                         prefetch_factor=4 if workers > 0 else None, persistent_workers=False)
     for (_, stop, begin), faces in zip(windows, loader, strict=True):
+        if isinstance(faces, InsightFaceLRError):
+            raise faces  # the one-line message naming the file, as if decoded in this process
         yield begin, stop, faces
 
 

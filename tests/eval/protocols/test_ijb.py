@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trees import cos, file_vector, stub_model, write_face
+from trees import cos, file_vector, nearest_tar, stub_model, write_face
 
 from insightface_lr.errors import DataFormatError
 from insightface_lr.eval.protocols.ijb import read
@@ -86,16 +86,6 @@ def test_template_of_three_media_by_hand(tmp_path: Path) -> None:
     emb = 2 * np.stack([v[name] for name, *_ in FACES])  # the flip test sums two identical views
     feats, ids = pool_templates(emb, bench.labels["templates"], bench.labels["medias"], bench.labels["faceness"])
     assert template_pair_scores(feats, ids, [1], [2])[0] == pytest.approx(genuine, abs=1e-6)
-
-
-def nearest_tar(scores, labels, far) -> float:
-    """Plain loop: the full ROC (a point per distinct threshold), then the point nearest ``far``, top TPR on ties."""
-    pos, neg = sum(labels), len(labels) - sum(labels)
-    points = [(0.0, 0.0)] + [(sum(1 for s, y in zip(scores, labels, strict=True) if s >= t and not y) / neg,
-                              sum(1 for s, y in zip(scores, labels, strict=True) if s >= t and y) / pos)
-                             for t in sorted(set(scores), reverse=True)]
-    best = min(abs(f - far) for f, _ in points)
-    return max(t for f, t in points if abs(f - far) == best)
 
 
 def test_random_templates_equal_plain_loop(tmp_path: Path) -> None:

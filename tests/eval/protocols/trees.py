@@ -79,3 +79,13 @@ def rank_of_mate(probe, label, gallery, gallery_labels) -> int:
 
 def random_vectors(rng: np.random.Generator, n: int) -> list[np.ndarray]:
     return [rng.uniform(-0.9, 0.9, size=3) for _ in range(n)]
+
+
+def nearest_tar(scores, labels, far) -> float:
+    """Plain loop: the full ROC (a point per distinct threshold), then the point nearest ``far``, top TPR on ties."""
+    pos, neg = sum(labels), len(labels) - sum(labels)
+    points = [(0.0, 0.0)] + [(sum(1 for s, y in zip(scores, labels, strict=True) if s >= t and not y) / neg,
+                              sum(1 for s, y in zip(scores, labels, strict=True) if s >= t and y) / pos)
+                             for t in sorted(set(scores), reverse=True)]
+    best = min(abs(f - far) for f, _ in points)
+    return max(t for f, t in points if abs(f - far) == best)
