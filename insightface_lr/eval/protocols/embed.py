@@ -54,6 +54,24 @@ def model_digest(model: EvalModel) -> str:
     return digest([model.name, model.source, model.kind])
 
 
+def inference_fn(model: EvalModel) -> ModelFn:
+    """``model.fn`` made faster for FaceBN-off embedding: BatchNorm folded into the convs
+    (:func:`insightface_lr.models.fuse.fold_batchnorm`) and channels-last input, which the depthwise students
+    run markedly faster on CPU (``benchmarks/distractors.py``); equal to ``model.fn`` up to float rounding."""
+    if model.module is None or model.kind != "torch":
+        return model.fn
+    from ...models.fuse import fold_batchnorm
+
+    folded = fold_batchnorm(model.module)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = folded(x.contiguous(memory_format=torch.channels_last))
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+    return run
+
+
 def set_cache(opts: EmbedOptions, protocol: str, model: EvalModel, weights: str, face_set: FaceSet,
               side: int, cell: str) -> EmbeddingCache:
     """The cache of ``face_set`` embedded by ``model`` at ``side`` px for ``cell`` (e.g. ``"native-facebn_off"``)."""

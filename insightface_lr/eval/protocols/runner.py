@@ -24,7 +24,7 @@ from ..model_loading import EvalModel, load_eval_model, resolve_device
 from ..report import FACEBN_MODES, _model_info, facebn_fn, hardware_info
 from . import get_protocol
 from .base import Benchmark, Protocol
-from .embed import EmbedOptions, calibration_batches, embed_set, model_digest, set_cache
+from .embed import EmbedOptions, calibration_batches, embed_set, inference_fn, model_digest, set_cache
 
 
 @dataclass(frozen=True)
@@ -61,10 +61,10 @@ def run_protocol(models: Mapping[str, str | Path | EvalModel], protocol: str, ro
               for name, m in models.items()]
     records = []
     for model in loaded:
-        weights = model_digest(model)
+        weights, plain = model_digest(model), _lazy(lambda m=model: inference_fn(m))
         for size in cfg.sizes:
             for mode in cfg.facebn_modes:
-                records.append(protocol_cell(spec, bench, model, weights, size, mode, cfg, opts))
+                records.append(protocol_cell(spec, bench, model, weights, size, mode, cfg, opts, plain))
     return {"protocol": spec.name, "title": spec.title, "root": str(bench.root), "data": dict(bench.info),
             "records": records, "models": {m.name: _model_info(m) for m in loaded},
             "config": {**asdict(cfg), "device": str(dev), "cache_dir": str(cache_dir)},
@@ -73,15 +73,17 @@ def run_protocol(models: Mapping[str, str | Path | EvalModel], protocol: str, ro
 
 
 def protocol_cell(spec: Protocol, bench: Benchmark, model: EvalModel, weights: str, size: int | str, mode: str,
-                  cfg: ProtocolConfig, opts: EmbedOptions) -> dict[str, Any]:
-    """One record: the protocol's metrics of ``model`` with probes at ``size`` through FaceBN ``mode``."""
+                  cfg: ProtocolConfig, opts: EmbedOptions, plain: Callable | None = None) -> dict[str, Any]:
+    """One record: the protocol's metrics of ``model`` with probes at ``size`` through FaceBN ``mode``;
+    ``plain`` is the model's FaceBN-off function (default :func:`~.embed.inference_fn`)."""
+    plain = plain or inference_fn(model)
     record: dict[str, Any] = {"model": model.name, "size": size, "facebn": mode}
     if mode != "off" and not model.supports_facebn:
         return {**record, "status": "n/a", "note": model.facebn_reason(), "metrics": {}, "curves": {}}
     tic = time.perf_counter()
     side = model.input_size if size == "native" else int(size)
     probe_sets = [s for s in bench.sets if s.probe_side]
-    probe_fn = _lazy(lambda: model.fn if mode == "off" else facebn_fn(
+    probe_fn = _lazy(lambda: plain if mode == "off" else facebn_fn(
         model, mode, cfg.momentum, cfg.include_bn1d,
         calibration_batches(probe_sets, side, model.input_size, opts) if mode == "calibrate" else None))
     embeddings: dict[str, np.ndarray] = {}
@@ -90,7 +92,7 @@ def protocol_cell(spec: Protocol, bench: Benchmark, model: EvalModel, weights: s
         set_side = side if probe else model.input_size
         cell = f"{set_side}px-facebn_{mode if probe else 'off'}"
         cache = set_cache(opts, bench.protocol, model, weights, face_set, set_side, cell)
-        fn = probe_fn if probe else model.fn
+        fn = probe_fn if probe else plain
         embeddings[face_set.name] = embed_set(fn, model.input_size, face_set, set_side, cache, opts,
                                               resumable=not (probe and mode == "online"))
     scores = spec.score(bench, embeddings)
