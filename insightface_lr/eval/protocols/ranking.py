@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..identification import _mated, cmc_from_ranks, cosine_scores, match_ranks, open_set_from_stats
+from ..identification import _mated, cmc_from_ranks, match_ranks, open_set_from_stats
+from ..verification import l2_normalize
 
 BLOCK_SCORES = 2**23  # probe rows per block x gallery size; bounds the float64 temporaries to ~64 MB each
 
@@ -40,9 +41,10 @@ def probe_stats(probes: np.ndarray, probe_labels: np.ndarray, gallery: np.ndarra
     """:class:`ProbeStats` of ``probes`` [Np, D] against ``gallery`` [Ng, D] (labels < 0: distractors)."""
     probe_labels, gallery_labels = np.asarray(probe_labels).ravel(), np.asarray(gallery_labels).ravel()
     block = max(1, BLOCK_SCORES // max(len(gallery), 1))
+    unit_probes, unit_gallery = (l2_normalize(x).astype(np.float32) for x in (probes, gallery))  # once, not per block
     ranks, best, top = [], [], []
     for start in range(0, len(probes), block):  # blocks of probes; every block is vectorised
-        scores = cosine_scores(probes[start:start + block], gallery)
+        scores = unit_probes[start:start + block] @ unit_gallery.T  # cosine (as cosine_scores), float32
         labels = probe_labels[start:start + block]
         ranks.append(match_ranks(scores, labels, gallery_labels))
         best.append(np.where(_mated(labels, gallery_labels), scores, -np.inf).max(axis=1))
