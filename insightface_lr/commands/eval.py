@@ -1,9 +1,11 @@
 """``insightface-lr eval --model a.pt[,b.onnx] --bins lfw.bin,cfp_fp.bin --sizes 112,32,16,8 --facebn --out DIR``
-and/or ``--identification FACES [--distractors DIR] [--gallery-per-id 1]``.
+and/or ``--identification FACES [--distractors DIR] [--gallery-per-id 1]``
+and/or ``--protocol tinyface|scface|survface|xqlfw|ijbb|ijbc --root DIR [--sizes native,16]``.
 
 Verification of each model on each set at each probe resolution, with FaceBN off and (``--facebn``) on;
 writes ``report.md``, ``results.json`` and PNG plots into ``--out`` and prints the markdown tables.
 Identification (HR gallery, LR probes, CMC rank-1/5/20) writes ``identification.md`` and ``.json``.
+A protocol (:mod:`insightface_lr.eval.protocols`) writes ``<protocol>.md``, ``.json`` and PNG curves.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distractors", metavar="DIR",
                         help="with --identification: a folder of face images (or a .rec) added to the gallery")
     parser.add_argument("--gallery-per-id", type=int, default=1, help="HR gallery images per identity (default 1)")
-    parser.add_argument("--sizes", default=DEFAULT_SIZES, help=f"probe sizes in px (default {DEFAULT_SIZES})")
+    parser.add_argument("--protocol", metavar="NAME",
+                        help="a native benchmark read from its official layout under --root: tinyface, scface, "
+                             "survface, xqlfw, ijbb or ijbc (see the README's protocol table)")
+    parser.add_argument("--root", metavar="DIR", help="with --protocol: the benchmark's folder (e.g. tinyface/, IJBC/)")
+    parser.add_argument("--workers", type=int, default=2, help="with --protocol: DataLoader workers decoding images")
+    parser.add_argument("--cache", metavar="DIR", help="with --protocol: embeddings cache, reused and resumed across "
+                                                       "runs (default: OUT/embeddings)")
+    parser.add_argument("--sizes", default=None,
+                        help=f"probe sizes in px (default {DEFAULT_SIZES}; with --protocol: 'native' and/or sizes, "
+                             "default native)")
     parser.add_argument("--facebn", nargs="?", const="batch", default=None, metavar="MODE[,MODE]",
                         help=f"also evaluate with FaceBN: {', '.join(FACEBN_CHOICES)} (default batch when the "
                              "flag is given alone); calibrate uses each set's own degraded faces, unlabeled")
@@ -98,15 +109,20 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..eval.model_loading import load_eval_model, resolve_device
 
-    if not args.bins and not args.identification:
-        raise ConfigError("expected --bins (verification) and/or --identification (1:N identification), got neither")
+    if not args.bins and not args.identification and not args.protocol:
+        raise ConfigError("expected --bins (verification) and/or --identification (1:N identification) "
+                          "and/or --protocol NAME --root DIR, got neither")
     if args.distractors and not args.identification:
         raise ConfigError("--distractors: only used with --identification")
-    sizes, modes = parse_sizes(args.sizes), parse_facebn(args.facebn)
+    if bool(args.protocol) != bool(args.root):
+        raise ConfigError("--protocol NAME and --root DIR go together (the benchmark and its folder)")
+    modes = parse_facebn(args.facebn)
+    sizes = parse_sizes(args.sizes or DEFAULT_SIZES) if args.bins or args.identification else ()
     names = parse_models(args.model)
     # every user error is reported before the first model runs (a sweep can take hours)
     sweep = _sweep_config(args, sizes, modes) if args.bins else None
     ident = _identification_config(args, sizes, modes) if args.identification else None
+    protocol = _protocol_config(args, modes) if args.protocol else None
     device = resolve_device(args.device)
     models = {name: load_eval_model(path, args.network, device, name) for name, path in names.items()}
     if sweep is not None:
@@ -122,7 +138,27 @@ def run(args: argparse.Namespace) -> int:
                                             progress=not args.quiet)
         _show(report.identification_markdown(results), report.write_identification_report(results, args.out),
               results)
+    if protocol is not None:
+        from ..eval.protocols.report import protocol_markdown, write_protocol_report
+        from ..eval.protocols.runner import run_protocol
+
+        bench, config = protocol
+        cache = args.cache or str(Path(args.out) / "embeddings")
+        results = run_protocol(models, args.protocol, bench, cache, config, device=device, progress=not args.quiet)
+        _show(protocol_markdown(results), write_protocol_report(results, args.out, plots=not args.no_plots), results)
     return 0
+
+
+def _protocol_config(args: argparse.Namespace, modes: tuple[str, ...]):
+    """The benchmark read from --root (layout and label files checked) and the run's settings."""
+    from ..eval.protocols import get_protocol
+    from ..eval.protocols.runner import ProtocolConfig
+    from ..eval.protocols.runner import parse_sizes as parse_protocol_sizes
+
+    spec = get_protocol(args.protocol)
+    config = ProtocolConfig(sizes=parse_protocol_sizes(args.sizes or "native"), facebn_modes=modes,
+                            batch_size=args.batch_size, workers=args.workers)
+    return spec.read(Path(args.root)), config
 
 
 def _sweep_config(args: argparse.Namespace, sizes: tuple[int, ...], modes: tuple[str, ...]):

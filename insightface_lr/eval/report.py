@@ -16,7 +16,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -175,15 +175,23 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
                     device: torch.device):
     """``x -> embeddings`` through a fresh FaceBN of ``model.module``; ``calibrate`` first passes once over
     ``images`` degraded to ``size`` (exactly as the evaluation will see them)."""
+    calibration = _Reiterable(lambda: calibration_batches(images, size, model.input_size, cfg.batch_size, device))
+    return facebn_fn(model, mode, cfg.momentum, cfg.include_bn1d,
+                     calibration if facebn_spec(mode)[0] == "calibrate" else None, cfg.calibrate_passes)
+
+
+def facebn_fn(model: EvalModel, mode: str, momentum: float = 0.1, include_bn1d: bool = False,
+              calibration: Iterable[torch.Tensor] | None = None, passes: int = 1):
+    """``x -> embeddings`` through a fresh FaceBN of ``model.module`` (``mode`` may carry a prior, ``prior:64``);
+    ``calibration`` (normalised batches, as the evaluation will see them; re-iterable when ``passes > 1``) is
+    passed first in ``calibrate`` mode."""
     from ..models.facebn import FaceBN
 
     assert model.module is not None
     mode, strength = facebn_spec(mode)
-    facebn = FaceBN(model.module, mode=mode, momentum=cfg.momentum, include_bn1d=cfg.include_bn1d,
-                    prior_strength=strength)
+    facebn = FaceBN(model.module, mode=mode, momentum=momentum, include_bn1d=include_bn1d, prior_strength=strength)
     if mode == "calibrate":
-        faces = _Reiterable(lambda: calibration_batches(images, size, model.input_size, cfg.batch_size, device))
-        facebn.calibrate(faces, passes=cfg.calibrate_passes)
+        facebn.calibrate(calibration if calibration is not None else [], passes=passes)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = facebn(x)
