@@ -71,3 +71,13 @@ def test_import_plugins_registers_user_code(tmp_path, monkeypatch) -> None:
     assert sys.modules["my_plugin_mod"].REG.build("mine") == 42
     with pytest.raises(ConfigError, match="plugins.*no_such_module_xyz"):
         import_plugins(["no_such_module_xyz"])
+
+
+def test_unknown_loss_message_spells_the_plural() -> None:
+    from insightface_lr.errors import RegistryError
+    from insightface_lr.registry import LOSSES, load_builtins
+
+    load_builtins()
+    with pytest.raises(RegistryError) as info:
+        LOSSES.get("kdd")
+    assert "Known losses: " in str(info.value) and "losss" not in str(info.value)

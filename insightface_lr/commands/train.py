@@ -7,6 +7,11 @@ CONFIG is an arcface_torch config file, unchanged; flags override its fields (``
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
+
+EXAMPLE = ("insightface-lr train recipes/ms1mv3/aird.py --rec /data/ms1m-retinaface-t1 "
+           "--teacher work_dirs/ms1mv3/teacher_r50/student.pt --lr-size 16")
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -52,11 +57,16 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..outputs import check_output_dir
     from ..train.config import load_config
+
+    cfg = load_config(args.config, overrides_from_args(args))
+    args.resolved_output = cfg.output  # for interrupted_hint
+    # before torch is even imported: an unusable output folder must not cost an epoch of training
+    check_output_dir(cfg.output, "--output" if args.output else f"field `output` of {args.config or 'the defaults'}")
     from ..train.distributed import cleanup, init_distributed
     from ..train.trainer import Trainer
 
-    cfg = load_config(args.config, overrides_from_args(args))
     ctx = init_distributed(cfg.device)
     try:
         path = Trainer(cfg, ctx, progress=not args.no_progress).fit()
@@ -65,3 +75,18 @@ def run(args: argparse.Namespace) -> int:
     finally:
         cleanup()
     return 0
+
+
+# the trainer's checkpoint names, ``checkpoints/step00000040_rank0.pt``
+_RANK0_CHECKPOINT = re.compile(r"^step(\d+)_rank0\.pt$")
+
+
+def interrupted_hint(args: argparse.Namespace) -> str:
+    """Where an interrupted run stands: the newest checkpoint, and the command that continues from it."""
+    output = getattr(args, "resolved_output", None)
+    folder = Path(output) / "checkpoints" if output else None
+    steps = [int(m[1]) for p in (folder.iterdir() if folder and folder.is_dir() else ())
+             if (m := _RANK0_CHECKPOINT.match(p.name))]
+    if not steps:
+        return "no checkpoint was written yet, so there is nothing to resume; re-run to start again"
+    return f"last checkpoint: step {max(steps)} in {folder}; continue with --resume"

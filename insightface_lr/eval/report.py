@@ -27,12 +27,15 @@ import torch
 
 from ..data.verification_bin import load_bin_images
 from ..errors import ConfigError
+from .cell_cache import CellCache, array_digest, model_checksum
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model, resolve_device
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
 FACEBN_MODES = ("off", "batch", "online", "calibrate")
+FAR_TARGET = 1e-3  # verification_metrics' default: InsightFace's VAL@FAR=1e-3
+FAR_OFF_FACTOR = 2.0  # an achieved FAR more than this times the target is not "VAL at FAR=1e-3"
 METRICS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "val_std", "far", "xnorm")
 
 
@@ -52,6 +55,7 @@ class SweepConfig:
     def __post_init__(self) -> None:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
             raise ConfigError(f"sizes: expected positive pixel sizes, got {self.sizes!r}")
+        check_probe_sizes(self.sizes, self.image_size)
         bad = [m for m in self.facebn_modes if m not in FACEBN_MODES]
         if not self.facebn_modes or bad or len(set(self.facebn_modes)) != len(self.facebn_modes):
             raise ConfigError(f"facebn modes: expected distinct values of {FACEBN_MODES}, got {self.facebn_modes!r}")
@@ -59,6 +63,15 @@ class SweepConfig:
             raise ConfigError(f"pair mode: expected one of {PAIR_MODES}, got {self.pair_mode!r}")
         if self.batch_size < 2:  # FaceBN batch statistics need two faces; InsightFace batches are larger anyway
             raise ConfigError(f"batch size: expected >= 2, got {self.batch_size}")
+
+
+def check_probe_sizes(sizes: Sequence[int], hr_size: int, flag: str = "--sizes") -> None:
+    """A probe is the HR face down-sampled: a size above the ``hr_size`` face would be an up-sampled HR face,
+    not a low-resolution probe (and costs the model a huge input for nothing)."""
+    above = [int(s) for s in sizes if int(s) > hr_size]
+    if above:
+        raise ConfigError(f"{flag}: probe size(s) {above} px are above the {hr_size}-px HR face; expected sizes in "
+                          f"1..{hr_size} (the probe is the face down-sampled to that size)")
 
 
 def run_sweep(
@@ -72,6 +85,7 @@ def run_sweep(
     progress: bool = False,
     network: str | None = None,
     config: SweepConfig | None = None,
+    cache: CellCache | None = None,
 ) -> dict[str, Any]:
     """Evaluate every (model, bin, size, FaceBN mode) cell; returns a JSON-ready dict.
 
@@ -79,7 +93,8 @@ def run_sweep(
     "n/a"), the :data:`METRICS`, ``fold_accuracy``/``fold_threshold`` [10], ``tpr``/``fpr`` [T] on
     ``results["roc_thresholds"]`` and ``seconds``; a cell whose model input is bit-identical to an earlier
     size's (see :func:`probe_chain`) copies it and adds ``same_input_as_size``. ``config`` (if given)
-    overrides the keyword options.
+    overrides the keyword options. ``cache``: finished cells are stored there as they complete and
+    found there by a re-run with the same inputs (see :mod:`.cell_cache`).
     Each bin's images are decoded once and kept only while that bin is evaluated.
     """
     cfg = config or SweepConfig(tuple(int(s) for s in sizes), tuple(facebn_modes), pair_mode, int(batch_size))
@@ -94,8 +109,10 @@ def run_sweep(
         for bin_name, path in zip(bin_names, bins, strict=True):
             images, issame = load_bin_images(path, cfg.image_size)
             bin_info[bin_name] = {"path": str(path), "pairs": int(issame.size), "positives": int(issame.sum())}
+            faces = array_digest(images, issame) if cache is not None else None
             for model in loaded:
-                records += _sweep_one(model, bin_name, images, issame, cfg, dev, bar)
+                key = _cell_key(model, faces, cfg)
+                records += _sweep_one(model, bin_name, images, issame, cfg, dev, bar, cache if key else None, key)
     return {
         "records": records,
         "models": {m.name: _model_info(m) for m in loaded},
@@ -108,12 +125,26 @@ def run_sweep(
     }
 
 
+def _cell_key(model: EvalModel, faces: str | None, cfg: SweepConfig) -> dict[str, Any] | None:
+    """What every cell of ``model`` on one set depends on besides its size and mode (None: not cacheable)."""
+    checksum = model_checksum(model)
+    if faces is None or checksum is None:
+        return None
+    settings = {k: v for k, v in asdict(cfg).items() if k not in ("sizes", "facebn_modes")}
+    return {"kind": "verification", "model": checksum, "faces": faces, "settings": settings}
+
+
 def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, cfg: SweepConfig,
-               device: torch.device, bar: Any) -> list[dict[str, Any]]:
-    """All (size, FaceBN mode) cells of one model on one bin."""
-    hr = None
-    if cfg.pair_mode == "hr-lr":  # the gallery at HR: once per (model, bin), reused by every size and mode
-        hr = embed_at_size(model.fn, images, images.shape[1], model.input_size, cfg.batch_size, device)
+               device: torch.device, bar: Any, cache: CellCache | None = None,
+               key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """All (size, FaceBN mode) cells of one model on one bin; cells found in ``cache`` under ``key`` are reused."""
+    hr: list[np.ndarray] = []
+
+    def gallery() -> np.ndarray | None:  # the HR gallery: at most once per (model, bin), only if a cell needs it
+        if cfg.pair_mode == "hr-lr" and not hr:
+            hr.append(embed_at_size(model.fn, images, images.shape[1], model.input_size, cfg.batch_size, device))
+        return hr[0] if hr else None
+
     out, done = [], {}
     for size in cfg.sizes:
         chain = probe_chain(images.shape[1], size, model.input_size)
@@ -123,7 +154,13 @@ def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.n
                 same = done[(chain, mode)]
                 out.append({**same, "size": int(size), "seconds": 0.0, "same_input_as_size": same["size"]})
             else:
-                done[(chain, mode)] = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, hr)
+                fields = {**key, "size": int(size), "facebn": mode} if cache is not None and key else None
+                cached = cache.get(fields) if fields else None
+                if cached is None:
+                    cached = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, gallery())
+                    if fields:
+                        cache.put(fields, cached)
+                done[(chain, mode)] = {**cached, "model": model.name, "bin": bin_name}
                 out.append(done[(chain, mode)])
             bar.update(1)
     return out
@@ -238,9 +275,16 @@ def markdown_tables(results: Mapping[str, Any], metrics: Sequence[str] = ("accur
     return "\n".join(_table(results, bin_name, metric) for bin_name in results["bins"] for metric in metrics)
 
 
+def far_is_off(record: Mapping[str, Any]) -> bool:
+    """True when the FAR a cell reached on its held-out folds is far above :data:`FAR_TARGET` (e.g. a
+    collapsed model whose pairs all have distance 0 accepts everything: FAR 1.0, VAL 100 %)."""
+    return record.get("far") is not None and record["far"] > FAR_OFF_FACTOR * FAR_TARGET
+
+
 def _table(results: Mapping[str, Any], bin_name: str, metric: str) -> str:
     cfg, info = results["config"], results["bins"][bin_name]
-    title = {"accuracy_mean": "accuracy (%), mean ± std over 10 folds", "val": "VAL@FAR=1e-3 (%)"}[metric]
+    title = {"accuracy_mean": "accuracy (%), mean ± std over 10 folds",
+             "val": f"VAL@FAR={FAR_TARGET:g} (%), with the FAR reached on the held-out folds"}[metric]
     spread = {"accuracy_mean": "accuracy_std", "val": "val_std"}[metric]
     lines = [f"### {bin_name}: {title}, {info['pairs']} pairs ({cfg['pair_mode']})", "",
              "| model | FaceBN | " + " | ".join(f"{s} px" for s in cfg["sizes"]) + " |",
@@ -250,13 +294,23 @@ def _table(results: Mapping[str, Any], bin_name: str, metric: str) -> str:
         for mode in cfg["facebn_modes"]:
             row = [_cell_text(cells.get((model, mode, s)), metric, spread) for s in cfg["sizes"]]
             lines.append(f"| {model} | {mode} | " + " | ".join(row) + " |")
+    off = [r for r in cells.values() if far_is_off(r)]
+    if metric == "val" and off:
+        worst = max(r["far"] for r in off)
+        lines += ["", f"Warning: in {len(off)} cell(s) marked `!` the FAR reached is far above the {FAR_TARGET:g} "
+                      f"target (up to {worst:.3g}): the threshold set on the training folds does not hold "
+                      f"FAR={FAR_TARGET:g} (too few impostor pairs to resolve it, or ties such as embeddings "
+                      f"collapsed to one point), so their VAL is not a VAL@FAR={FAR_TARGET:g} and not comparable."]
     return "\n".join(lines) + "\n"
 
 
 def _cell_text(record: Mapping[str, Any] | None, metric: str, spread: str) -> str:
     if record is None or record.get(metric) is None:
         return "n/a"
-    return f"{100 * record[metric]:.2f} ± {100 * record[spread]:.2f}"
+    text = f"{100 * record[metric]:.2f} ± {100 * record[spread]:.2f}"
+    if metric == "val":
+        text += f" (FAR {record['far']:.1e}{' !' if far_is_off(record) else ''})"
+    return text
 
 
 def report_markdown(results: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:
