@@ -93,17 +93,21 @@ CELLS_FOLDER = "eval_cells"  # under --out: finished cells of an unfinished run
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..eval.cell_cache import CellCache
-    from ..eval.model_loading import load_eval_model, resolve_device
+    from ..eval.probe_sizes import BIN_FACE_SIZE, check_probe_sizes
     from ..outputs import check_output_dir
 
-    check_output_dir(args.out, "--out")
+    check_output_dir(args.out, "--out")  # these checks come before torch is imported: seconds, on a busy node
     if not args.bins and not args.identification:
         raise ConfigError("expected --bins (verification) and/or --identification (1:N identification), got neither")
     if args.distractors and not args.identification:
         raise ConfigError("--distractors: only used with --identification")
     sizes, modes = parse_sizes(args.sizes or DEFAULT_SIZES), parse_facebn(args.facebn)
+    if args.bins:
+        check_probe_sizes(sizes, BIN_FACE_SIZE)
     names = parse_models(args.model)
+    from ..eval.cell_cache import CellCache
+    from ..eval.model_loading import load_eval_model, resolve_device
+
     # every user error is reported before the first model runs (a sweep can take hours)
     sweep = _sweep_config(args, sizes, modes) if args.bins else None
     ident = _identification_config(args, sizes, modes) if args.identification else None
@@ -150,7 +154,7 @@ def _sweep_config(args: argparse.Namespace, sizes: tuple[int, ...], modes: tuple
 
 def _identification_config(args: argparse.Namespace, sizes: tuple[int, ...], modes: tuple[str, ...]):
     from ..eval.identification_report import IdentificationConfig, open_distractors, open_face_set
-    from ..eval.report import check_probe_sizes
+    from ..eval.probe_sizes import check_probe_sizes
 
     faces = open_face_set(args.identification)  # a missing or malformed set is reported before any model runs
     if len(faces):

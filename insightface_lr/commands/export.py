@@ -39,8 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..models.export import export_model_package, export_onnx
-    from ..models.teacher import load_model_file
     from ..outputs import check_output_dir, check_output_file
 
     if not args.out and not args.package:
@@ -52,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out")
     if args.package:
         check_output_dir(args.package, "--package")
+    from ..models.export import export_model_package, export_onnx  # torch: only once the flags are known good
+    from ..models.teacher import load_model_file
     model, meta = load_model_file(args.model, args.network)
     facebn = None
     if args.facebn_calibrate:

@@ -21,11 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.datasets import pack_image_folder, read_property
-    from ..data.recordio import RecordReader, unpack
     from ..outputs import check_output_dir
 
     check_output_dir(args.out_dir, "OUT_DIR")
+    from ..data.datasets import pack_image_folder, read_property
+    from ..data.recordio import RecordReader, unpack
     skipped: list[str] = []
 
     def report(path, why: str) -> None:

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--test-ids", type=int, default=100, help="test identities, disjoint from training")
     parser.add_argument("--images-per-id", type=int, default=20, help="images per identity")
     parser.add_argument("--pairs", type=int, default=3000, help="verification pairs in test.bin (half positive)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the faces and pairs (same seed, same set)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -40,17 +40,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field (Python literal values), repeatable")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or logs")
+    _document_field_defaults(parser)
+
+
+# flag (argparse dest) -> the config field it overrides
+FLAG_FIELDS = {
+    "distill": "distill", "teacher": "teacher", "teacher_network": "teacher_network", "lr_size": "lr_sizes",
+    "network": "network", "student_input_size": "student_input_size", "rec": "rec", "output": "output",
+    "batch_size": "batch_size", "lr": "lr", "num_epoch": "num_epoch", "max_steps": "max_steps", "device": "device",
+    "resume": "resume",
+}
+
+
+def _document_field_defaults(parser: argparse.ArgumentParser) -> None:
+    """A flag's default is the config file's value; ``--help`` names the field and its built-in default."""
+    import dataclasses
+
+    from ..train.config import DEFAULT_OUTPUT, TrainConfig
+
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults["output"] = f"work_dirs/<config name>, or {DEFAULT_OUTPUT} without a config"
+    for action in parser._actions:
+        field = FLAG_FIELDS.get(action.dest)
+        if field is not None:
+            action.help = f"{action.help or field} (default: the config's `{field}`, else {defaults[field]!r})"
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
     from ..train.config import parse_override
 
-    flags = {
-        "distill": args.distill, "teacher": args.teacher, "teacher_network": args.teacher_network,
-        "lr_sizes": args.lr_size, "network": args.network, "student_input_size": args.student_input_size,
-        "rec": args.rec, "output": args.output, "batch_size": args.batch_size, "lr": args.lr,
-        "num_epoch": args.num_epoch, "max_steps": args.max_steps, "device": args.device, "resume": args.resume,
-    }
+    flags = {field: getattr(args, dest) for dest, field in FLAG_FIELDS.items()}
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(parse_override(item) for item in args.set)
     return overrides

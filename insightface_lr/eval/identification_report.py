@@ -31,7 +31,8 @@ from ..errors import ConfigError
 from .cell_cache import CellCache, array_digest, model_checksum
 from .identification_sets import IdentificationSet, gallery_embeddings, load_identification_set, probe_cmc
 from .model_loading import EvalModel, load_eval_model, resolve_device
-from .report import SweepConfig, _model_info, _progress, check_probe_sizes, facebn_model_fn, hardware_info
+from .probe_sizes import check_probe_sizes
+from .report import SweepConfig, _model_info, _progress, facebn_model_fn, hardware_info
 
 RANKS = (1, 5, 20)
 

@@ -30,6 +30,7 @@ from ..errors import ConfigError
 from .cell_cache import CellCache, array_digest, model_checksum
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model, resolve_device
+from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
@@ -50,7 +51,7 @@ class SweepConfig:
     batch_size: int = 64
     momentum: float = 0.1
     include_bn1d: bool = False
-    image_size: int = 112
+    image_size: int = BIN_FACE_SIZE
 
     def __post_init__(self) -> None:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
@@ -63,15 +64,6 @@ class SweepConfig:
             raise ConfigError(f"pair mode: expected one of {PAIR_MODES}, got {self.pair_mode!r}")
         if self.batch_size < 2:  # FaceBN batch statistics need two faces; InsightFace batches are larger anyway
             raise ConfigError(f"batch size: expected >= 2, got {self.batch_size}")
-
-
-def check_probe_sizes(sizes: Sequence[int], hr_size: int, flag: str = "--sizes") -> None:
-    """A probe is the HR face down-sampled: a size above the ``hr_size`` face would be an up-sampled HR face,
-    not a low-resolution probe (and costs the model a huge input for nothing)."""
-    above = [int(s) for s in sizes if int(s) > hr_size]
-    if above:
-        raise ConfigError(f"{flag}: probe size(s) {above} px are above the {hr_size}-px HR face; expected sizes in "
-                          f"1..{hr_size} (the probe is the face down-sampled to that size)")
 
 
 def run_sweep(
