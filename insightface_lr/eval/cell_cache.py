@@ -11,6 +11,7 @@ written, so a finished run never feeds stale numbers to a later one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -34,9 +35,15 @@ def array_digest(*arrays: np.ndarray) -> str:
     return digest.hexdigest()
 
 
-def model_checksum(model: Any) -> str | None:
-    """The weights checksum of an :class:`~insightface_lr.eval.model_loading.EvalModel` (None: not cacheable)."""
-    return getattr(model.fn, "checksum", None)
+def cell_key(kind: str, model: Any, faces: str | None, config: Any) -> dict[str, Any] | None:
+    """What every cell of ``model`` (an :class:`~insightface_lr.eval.model_loading.EvalModel`) on one face set
+    depends on besides its size and FaceBN mode: the weights checksum, the faces' digest and the settings of
+    the dataclass ``config``. None when the model has no checksum or no faces digest: such cells are not kept."""
+    checksum = getattr(model.fn, "checksum", None)
+    if faces is None or checksum is None:
+        return None
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("sizes", "facebn_modes")}
+    return {"kind": kind, "model": checksum, "faces": faces, "settings": settings}
 
 
 class CellCache:

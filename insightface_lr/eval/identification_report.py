@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError
-from .cell_cache import CellCache, array_digest, model_checksum
+from .cell_cache import CellCache, array_digest, cell_key
 from .identification_sets import IdentificationSet, gallery_embeddings, load_identification_set, probe_cmc
 from .model_loading import EvalModel, load_eval_model, resolve_device
 from .probe_sizes import check_probe_sizes
@@ -106,7 +106,7 @@ def run_identification(
     records: list[dict[str, Any]] = []
     with _progress(len(loaded) * len(cfg.sizes) * len(cfg.facebn_modes), progress) as bar:
         for model in loaded:
-            records += _model_cells(model, faces, cfg, dev, bar, cache, _cell_key(model, digest, cfg))
+            records += _model_cells(model, faces, cfg, dev, bar, cache, cell_key("identification", model, digest, cfg))
     return {
         "records": records, "models": {m.name: _model_info(m) for m in loaded},
         "data": _data_info(faces, data, distractors, cfg), "config": {**asdict(cfg), "device": str(dev)},
@@ -118,14 +118,6 @@ def run_identification(
 def _faces_digest(faces: IdentificationSet) -> str:
     extra = () if faces.distractor_images is None else (faces.distractor_images,)
     return array_digest(faces.gallery_images, faces.gallery_labels, faces.probe_images, faces.probe_labels, *extra)
-
-
-def _cell_key(model: EvalModel, digest: str | None, cfg: IdentificationConfig) -> dict[str, Any] | None:
-    checksum = model_checksum(model)
-    if digest is None or checksum is None:
-        return None
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("sizes", "facebn_modes")}
-    return {"kind": "identification", "model": checksum, "faces": digest, "settings": settings}
 
 
 def _model_cells(model: EvalModel, faces: IdentificationSet, cfg: IdentificationConfig, device: torch.device,

@@ -27,7 +27,7 @@ import torch
 
 from ..data.verification_bin import load_bin_images
 from ..errors import ConfigError
-from .cell_cache import CellCache, array_digest, model_checksum
+from .cell_cache import CellCache, array_digest, cell_key
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model, resolve_device
 from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
@@ -103,7 +103,7 @@ def run_sweep(
             bin_info[bin_name] = {"path": str(path), "pairs": int(issame.size), "positives": int(issame.sum())}
             faces = array_digest(images, issame) if cache is not None else None
             for model in loaded:
-                key = _cell_key(model, faces, cfg)
+                key = cell_key("verification", model, faces, cfg)
                 records += _sweep_one(model, bin_name, images, issame, cfg, dev, bar, cache if key else None, key)
     return {
         "records": records,
@@ -115,15 +115,6 @@ def run_sweep(
         "wall_time_s": time.perf_counter() - start,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-
-
-def _cell_key(model: EvalModel, faces: str | None, cfg: SweepConfig) -> dict[str, Any] | None:
-    """What every cell of ``model`` on one set depends on besides its size and mode (None: not cacheable)."""
-    checksum = model_checksum(model)
-    if faces is None or checksum is None:
-        return None
-    settings = {k: v for k, v in asdict(cfg).items() if k not in ("sizes", "facebn_modes")}
-    return {"kind": "verification", "model": checksum, "faces": faces, "settings": settings}
 
 
 def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, cfg: SweepConfig,
