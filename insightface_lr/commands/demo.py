@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+EXAMPLE = "insightface-lr demo --quick --out demo_out"
+
 
 def default_jobs(device: str) -> int:
     """One job per CPU core (at most 8) on the CPU; one on a GPU, which the jobs would only share."""
@@ -57,7 +59,8 @@ def _names(text: str) -> tuple[str, ...]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--out", default="demo_out",
+                        help="output folder (a killed run re-run with the same --out continues)")
     parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
     parser.add_argument("--seeds", type=_seeds, help="student seeds (default: 0,1,2; --quick: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -65,7 +68,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models trained/evaluated at once, each in its own process (default: the CPU count, "
                              "at most 8; 1 on a GPU); changes the wall time, never a number")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per job (default 1: the same numbers on any number of cores; "
+                        help="torch threads per job (1: the same numbers on any number of cores; "
                              "another value changes float reduction order and so the last digits)")
     parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the repository's recipes/)")
     real = parser.add_argument_group("your own faces (instead of the synthetic set)")
@@ -92,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.settings import make_settings
     from ..demo.summary import claim_text, headline_table
     from ..errors import ConfigError
+    from ..outputs import check_output_dir
 
+    check_output_dir(args.out, "--out")
     if args.jobs is None:
         args.jobs = default_jobs(args.device)
     if args.threads < 1 or args.jobs < 1:
@@ -107,3 +112,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'OK ' if claim['holds'] else 'NO '} {claim_text(claim)}".replace("**", ""))
     print(f"report: {pipeline.out / 'report.md'} (stage time {summary['run']['total_stage_seconds']:.0f} s)")
     return 0
+
+
+def interrupted_hint(args: argparse.Namespace) -> str:
+    return f"finished stages are kept in {args.out}; re-run the same command to continue"

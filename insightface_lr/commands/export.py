@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+EXAMPLE = "insightface-lr export --model work_dirs/aird/student.pt --out student16.onnx --package student16_pkg"
+OPSETS = range(7, 21)  # what torch's TorchScript ONNX exporter writes (torch.onnx._constants: 7..20)
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -35,19 +37,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
     parser.add_argument("--input-size", type=int, default=112, help="graph input size (insightface: 112)")
     parser.add_argument("--kernel", default="bicubic", help="resize-stem kernel: bicubic, bilinear, area, nearest")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--opset", type=int, default=17,
+                        help=f"ONNX opset version written into the graph, {OPSETS[0]}..{OPSETS[-1]}; the default "
+                             "is read by onnxruntime and insightface's model_zoo (tests/models/test_export.py); lower "
+                             "it only for an older runtime")
     parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm nodes in the graph")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..models.export import export_model_package, export_onnx
-    from ..models.teacher import load_model_file
+    from ..outputs import check_output_dir, check_output_file
 
     if not args.out and not args.package:
         raise ConfigError("export: give --out FILE.onnx and/or --package DIR")
     if bool(args.int8) != bool(args.calibrate):
         raise ConfigError("export: --int8 and --calibrate FACES go together (int8 ranges come from those faces)")
+    if args.opset not in OPSETS:
+        raise ConfigError(f"--opset {args.opset}: expected an ONNX opset in {OPSETS[0]}..{OPSETS[-1]} "
+                          "(what torch's exporter writes)")
+    if args.out:
+        check_output_file(args.out, "--out")
+    if args.package:
+        check_output_dir(args.package, "--package")
+    from ..models.export import export_model_package, export_onnx  # torch: only once the flags are known good
+    from ..models.teacher import load_model_file
     model, meta = load_model_file(args.model, args.network)
     facebn = None
     if args.facebn_calibrate:
@@ -70,6 +83,10 @@ def run(args: argparse.Namespace) -> int:
                              input_size=args.input_size, meta=_plain(meta), **options)
         print(f"wrote model package {args.package} (load: get_model({args.package!r}, model_task='recognition'))")
     return 0
+
+
+def interrupted_hint(args: argparse.Namespace) -> str:
+    return "nothing half-written is left (files are replaced whole); re-run to export"
 
 
 def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: int, batch_size: int):
