@@ -8,6 +8,7 @@ summed, not normalised: the norm stays a quality weight for IJB's pooling) by
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +79,8 @@ def set_cache(opts: EmbedOptions, protocol: str, model: EvalModel, weights: str,
     key = {"protocol": protocol, "set": face_set.name, "weights": weights, "input_size": model.input_size,
            "embedding_size": model.embedding_size, "side": int(side), "cell": cell, "flip": "sum",
            "batch_size": opts.batch_size, "paths": digest(face_set.paths),
-           "landmarks": None if face_set.landmarks is None else digest(face_set.landmarks.round(3).tolist())}
+           "landmarks": None if face_set.landmarks is None else hashlib.sha256(
+               np.ascontiguousarray(face_set.landmarks, dtype=np.float32).tobytes()).hexdigest()}
     return EmbeddingCache(opts.cache_dir, protocol, model.name, weights, face_set.name, cell, key,
                           len(face_set), opts.chunk)
 
