@@ -3,7 +3,7 @@
 ``export --int8 --calibrate FACES``: the float graph of :func:`~insightface_lr.models.export.export_onnx`
 (112 input, in-graph resize stem, BN folded) gets QuantizeLinear/DequantizeLinear pairs around its convs and
 its final Gemm; activation ranges come from running the graph on the calibration faces, shown to it exactly as
-it sees faces in use (aligned crops resized to the graph input, ``(p/255 - 0.5)/0.5``, its stem bringing them
+it sees faces in use (aligned crops resized to the graph input, normalised by ``data/pixels.py``, its stem taking them
 down to the student's native size), so the ranges are those of low-resolution faces. Weights: int8, one scale
 per output channel (a depthwise filter's range differs by orders of magnitude between channels); activations:
 uint8 with a zero point (the PReLU outputs are far from symmetric). The resize stem stays float: its MatMuls
@@ -32,13 +32,14 @@ def calibration_inputs(faces: np.ndarray, input_size: int) -> np.ndarray:
     import torch
 
     from ..data.degrade import resize
+    from ..data.pixels import normalize, to_unit
 
     if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8 or len(faces) == 0:
         raise ConfigError(f"int8 calibration: expected uint8 faces [N,H,W,3], got {faces.dtype} {faces.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float() / 255.0
+    x = to_unit(torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2))
     if x.shape[-1] != input_size or x.shape[-2] != input_size:
         x = resize(x, input_size, "bicubic")
-    return ((x - 0.5) / 0.5).numpy().astype(np.float32)
+    return normalize(x).numpy().astype(np.float32)
 
 
 class _Batches:
