@@ -78,10 +78,14 @@ class Registry:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return (
-            f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known) or '(none)'}. "
+            f"unknown {self.kind} {name!r}.{hint} Known {_plural(self.kind)}: {', '.join(known) or '(none)'}. "
             f"A {self.kind} defined in your own module registers only when that module is imported: "
             f"list it in the config field `plugins = [\"your_module\"]`."
         )
+
+
+def _plural(noun: str) -> str:
+    return f"{noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{noun}s"  # loss -> losses, head -> heads
 
 
 def _where(obj: Any) -> str:

@@ -116,3 +116,12 @@ def test_backbones_build_in_a_fresh_interpreter(first: str) -> None:
     }[first]
     result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_unknown_loss_message_spells_the_plural() -> None:
+    from insightface_lr.errors import RegistryError
+    from insightface_lr.registry import LOSSES
+
+    with pytest.raises(RegistryError) as info:
+        LOSSES.get("kdd")
+    assert "Known " in str(info.value) and "losss" not in str(info.value)

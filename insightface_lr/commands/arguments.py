@@ -21,3 +21,8 @@ def int_list_argument(text: str) -> tuple[int, ...]:
         return comma_ints(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
+def name_list_argument(text: str) -> tuple[str, ...]:
+    """``argparse`` type for comma-separated names (``--regimes same,subset``)."""
+    return tuple(comma_list(text))

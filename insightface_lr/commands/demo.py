@@ -8,8 +8,11 @@ is downloaded; a killed run re-run with the same flags continues where it stoppe
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from .arguments import int_list_argument
+from .arguments import comma_list, int_list_argument, name_list_argument
+
+EXAMPLE = "insightface-lr demo --quick --out demo_out"
 
 
 def default_jobs(device: str) -> int:
@@ -23,8 +26,32 @@ def default_jobs(device: str) -> int:
     return max(1, min(os.cpu_count() or 1, 8))
 
 
+def _preset(args: argparse.Namespace) -> str:
+    from ..errors import ConfigError
+
+    if args.faces and args.quick:
+        raise ConfigError("demo: --quick is the synthetic preset; with --faces set --seeds to shorten the run")
+    return "real" if args.faces else ("quick" if args.quick else "full")
+
+
+def _real_fields(args: argparse.Namespace) -> dict:
+    from ..errors import ConfigError
+
+    fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or (), "regimes": args.regimes}
+    if not args.faces:
+        if args.test_bin or args.teacher:
+            raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
+        return fields
+    bins = tuple(str(Path(b).resolve()) for b in comma_list(args.test_bin or ""))
+    teacher = str(Path(args.teacher).resolve()) if args.teacher else ""
+    if teacher and not Path(teacher).is_file():
+        raise ConfigError(f"demo --teacher {args.teacher}: file not found")
+    return {**fields, "faces": str(Path(args.faces).resolve()), "test_bins": bins, "teacher_model": teacher}
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--out", default="demo_out",
+                        help="output folder (a killed run re-run with the same --out continues)")
     parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
     parser.add_argument("--seeds", type=int_list_argument, help="student seeds (default: 0,1,2; --quick: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -32,9 +59,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="models trained/evaluated at once, each in its own process (default: the CPU count, "
                              "at most 8; 1 on a GPU); changes the wall time, never a number")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per job (default 1: the same numbers on any number of cores; "
+                        help="torch threads per job (1: the same numbers on any number of cores; "
                              "another value changes float reduction order and so the last digits)")
     parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the repository's recipes/)")
+    real = parser.add_argument_group("your own faces (instead of the synthetic set)")
+    real.add_argument("--faces", metavar="FOLDER_OR_REC",
+                      help="aligned 112x112 faces: FOLDER/<identity>/<image> or a train.rec; identities are split "
+                           "into val.bin (tuning) and training faces")
+    real.add_argument("--test-bin", metavar="A.bin[,B.bin]",
+                      help="with --faces: InsightFace verification .bin sets the report is made on")
+    real.add_argument("--teacher", metavar="MODEL",
+                      help="with --faces: your HR teacher (backbone.pth, student.pt or .onnx) instead of training one")
+    parser.add_argument("--regimes", type=name_list_argument, default=("same", "subset"),
+                        help="same: students train on the teacher's identities; subset: on a seeded "
+                             "--student-fraction of them (the teacher knows more). Default: both")
+    real.add_argument("--same-seeds", type=int_list_argument,
+                      help="seeds of regime 'same' (default: --seeds); its students train on every identity, "
+                           "so each costs 1/student-fraction times a 'subset' student")
+    real.add_argument("--student-fraction", type=float, default=0.4,
+                      help="regime 'subset': fraction of the training identities the students see (default 0.4)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -43,17 +86,24 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.settings import make_settings
     from ..demo.summary import claim_text, headline_table
     from ..errors import ConfigError
+    from ..outputs import check_output_dir
 
+    check_output_dir(args.out, "--out")
     if args.jobs is None:
         args.jobs = default_jobs(args.device)
     if args.threads < 1 or args.jobs < 1:
         raise ConfigError(f"demo --jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
-    settings = make_settings("quick" if args.quick else "full", seeds=args.seeds)
+    settings = make_settings(_preset(args), seeds=args.seeds, **_real_fields(args))
     pipeline = DemoPipeline(args.out, settings, device=args.device, progress=not args.no_progress,
                             recipes=args.recipes, jobs=args.jobs, threads=args.threads)
     summary = pipeline.run()
-    print(headline_table(summary))
+    for regime in summary["settings"]["regimes"]:
+        print(headline_table(summary, regime=regime))
     for claim in summary["claims"]:
         print(f"{'OK ' if claim['holds'] else 'NO '} {claim_text(claim)}".replace("**", ""))
     print(f"report: {pipeline.out / 'report.md'} (stage time {summary['run']['total_stage_seconds']:.0f} s)")
     return 0
+
+
+def interrupted_hint(args: argparse.Namespace) -> str:
+    return f"finished stages are kept in {args.out}; re-run the same command to continue"

@@ -1,13 +1,16 @@
-"""The demo's stages: data -> HR teacher -> bridge network -> LR students -> evaluation -> report.
+"""The demo's stages: data -> HR teacher -> bridge networks -> tuning -> LR students -> evaluation -> report.
 
 Every stage writes its outputs atomically and is skipped when they exist, so a killed demo re-run
 continues where it stopped (a half-trained model also resumes from its last epoch checkpoint). The
 output folder records the settings it was made with; re-running with other settings is refused rather
-than silently mixing numbers. Layout of ``out``::
+than silently mixing numbers. Two regimes (settings.REGIMES): "same" students train on the teacher's
+identities (``data/train.rec``), "subset" students on a seeded fraction of them (``data/subset/``).
+Layout of ``out``::
 
-    settings.json  data/{train.rec,train.idx,property,test.bin,shifted.bin,complete.json}
-    teacher/student.pt  bridge_g/student.pt  students/<method>_<size>px_s<seed>/student.pt
-    cache/<teacher>/...  (teacher embeddings, linked into every run that uses that teacher)
+    settings.json  data/{train.rec,train.idx,property,subset/,complete.json, test.bin,shifted.bin | val.bin}
+    teacher/student.pt  bridge_g[_subset]/student.pt  tune/<candidate>/  tune/choices.json
+    students/<method>_<size>px_s<seed>[_subset][_e<epochs>]/student.pt
+    cache/<teacher>[_subset]/...  (teacher embeddings, linked into every run that uses that teacher and data)
     eval/<model>.json  timings.json  report.md  results.json  *.png
 """
 
@@ -16,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,6 @@ from ..errors import ConfigError
 from .settings import DemoSettings
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
-BINS = ("test", "shifted")
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -38,13 +40,44 @@ def _read_json(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class StudentCell:
+    """One student: method, native LR size, seed, regime; ``epochs`` (budget curves) and ``weight`` (tuning
+    candidates) are set only for the extra runs, whose names carry them."""
+
     method: str
     lr_size: int
     seed: int
+    regime: str = "same"
+    epochs: int = 0  # 0: the settings' student budget
+    weight: float | None = None  # a tuning candidate's term weight; None: the chosen one
 
     @property
     def name(self) -> str:
-        return f"{self.method}_{self.lr_size}px_s{self.seed}"
+        parts = [self.method, f"{self.lr_size}px", f"s{self.seed}"]
+        parts += [self.regime] if self.regime != "same" else []
+        parts += [f"e{self.epochs}"] if self.epochs else []
+        parts += [f"w{self.weight:g}"] if self.weight is not None else []
+        return "_".join(parts)
+
+    @property
+    def is_extra(self) -> bool:
+        """A tuning or budget run: evaluated at the headline size only, not in the report's tables."""
+        return bool(self.epochs) or self.weight is not None
+
+
+def parse_cell(name: str) -> StudentCell:
+    """The inverse of :attr:`StudentCell.name` (``aird_16px_s1_subset_e5`` -> its fields)."""
+    method, size, seed, *rest = name.split("_")
+    fields: dict[str, Any] = {}
+    for token in rest:
+        if token in ("same", "subset"):
+            fields["regime"] = token
+        elif token[:1] == "e" and token[1:].isdigit():
+            fields["epochs"] = int(token[1:])
+        elif token[:1] == "w":
+            fields["weight"] = float(token[1:])
+        else:
+            raise ValueError(f"not a demo student name: {name!r}")
+    return StudentCell(method, int(size.removesuffix("px")), int(seed.removeprefix("s")), **fields)
 
 
 class DemoPipeline:
@@ -117,36 +150,54 @@ class DemoPipeline:
         from . import nets  # noqa: F401  registers demo_hr_net before any model file is loaded
         from .parallel import run_tasks
         from .summary import build_summary, write_outputs
+        from .tuning import choose_weights, tuning_cells
 
         start = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
         self._stage("data", (self.data / "complete.json").is_file(), self.make_data)
-        self._stage("teacher", self.teacher.is_file(), lambda: self.train("demo_teacher.py", self.out / "teacher", {
-            "num_epoch": self.settings.teacher_epochs, "seed": self.settings.teacher_seed}))
+        if not self.settings.teacher_model:
+            self._stage("teacher", self.teacher.is_file(), lambda: self.train(
+                "demo_teacher.py", self.out / "teacher", self.data,
+                {"num_epoch": self.settings.teacher_epochs, "seed": self.settings.teacher_seed}))
         if "bridge" in self.settings.methods:
-            self._stage("bridge_g", self.bridge.is_file(), lambda: self.train(
-                "demo_bridge_step1.py", self.out / "bridge_g", {
-                    "num_epoch": self.settings.bridge_epochs, "seed": self.settings.teacher_seed,
-                    "teacher": str(self.teacher)}, cache="teacher"))
+            for regime in self.settings.regimes:
+                self._stage(f"bridge_g{_suffix(regime)}", self.bridge(regime).is_file(), lambda r=regime: self.train(
+                    "demo_bridge_step1.py", self.bridge(r).parent, self.rec(r), {
+                        "num_epoch": self.settings.bridge_epochs, "seed": self.settings.teacher_seed,
+                        "teacher": str(self.teacher)}, cache=f"teacher{_suffix(r)}"))
+        tuning = [c.name for c in tuning_cells(self.settings)]
+        run_tasks(self, tuning)
+        choices = choose_weights(self.settings, self.out, tuning)
         run_tasks(self, self.model_names())  # train (students) and evaluate every model
-        records = [r for name in self.model_names() for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
+        names = ["teacher"] + [c.name for c in self.cells()] + tuning
+        records = [r for name in names for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
         summary = build_summary(records, self.settings, self.timings, time.perf_counter() - start, self.device,
                                 ran=self.ran)
         summary["run"].update(jobs=self.jobs, threads_per_job=self.threads)
+        summary.update(tuning=choices, data=_read_json(self.data / "complete.json"))
         write_outputs(summary, self.out)
         return summary
 
     @property
     def teacher(self) -> Path:
-        return self.out / "teacher" / "student.pt"
+        given = self.settings.teacher_model
+        return Path(given) if given else self.out / "teacher" / "student.pt"
 
-    @property
-    def bridge(self) -> Path:
-        return self.out / "bridge_g" / "student.pt"
+    def bridge(self, regime: str = "same") -> Path:
+        return self.out / f"bridge_g{_suffix(regime)}" / "student.pt"
+
+    def rec(self, regime: str) -> Path:
+        """The folder whose train.rec the students of ``regime`` train on."""
+        return self.data / "subset" if regime == "subset" else self.data
 
     def cells(self) -> list[StudentCell]:
-        return [StudentCell(*cell) for cell in self.settings.student_cells()]
+        """The reported students, then the budget-curve runs (none and aird, seeds[0], every regime)."""
+        s = self.settings
+        cells = [StudentCell(*cell) for cell in s.student_cells()]
+        cells += [StudentCell(m, s.headline_size, s.seeds[0], regime, epochs) for regime in s.regimes
+                  for epochs in s.budget_epochs for m in ("none", "aird") if m in s.methods]
+        return cells
 
     def model_names(self) -> list[str]:
         return ["teacher"] + [cell.name for cell in self.cells()]
@@ -155,36 +206,31 @@ class DemoPipeline:
         """Train student ``name`` (unless it is the teacher) and evaluate it; each part is skipped when done."""
         path = self.teacher
         if name != "teacher":
-            cell = StudentCell(**_cell_fields(name))
-            path = self.out / "students" / cell.name / "student.pt"
-            self._stage(f"student {cell.name}", path.is_file(), lambda: self.train_student(cell, self.teacher,
-                                                                                            self.bridge))
+            cell = parse_cell(name)
+            path = self.out / ("tune" if cell.weight is not None else "students") / cell.name / "student.pt"
+            self._stage(f"student {cell.name}", path.is_file(), lambda: self.train_student(cell, path.parent))
         target = self.out / "eval" / f"{name}.json"
         self._stage(f"eval {name}", target.is_file(), lambda: self.evaluate(name, path, target))
 
     def cache_of(self, name: str) -> str | None:
         """The shared teacher cache a task builds or reads (None: no cache)."""
-        method = _cell_fields(name)["method"]
-        if method in ("teacher", "none"):
+        if name == "teacher":
             return None
-        return "bridge_g" if method == "bridge" else "teacher"
+        cell = parse_cell(name)
+        if cell.method == "none":
+            return None
+        return ("bridge_g" if cell.method == "bridge" else "teacher") + _suffix(cell.regime)
 
     def make_data(self) -> None:
-        from ..data.synthetic import SyntheticFaceConfig, write_synthetic_dataset
-        from .shifted import ShiftConfig, write_shifted_bin
+        from .data import make_real, make_synthetic
 
-        s = self.settings
-        paths = write_synthetic_dataset(self.data, train_ids=s.train_ids, test_ids=s.test_ids,
-                                        images_per_identity=s.images_per_identity, pairs=s.pairs, seed=s.data_seed,
-                                        base=SyntheticFaceConfig(coarse_clusters=s.coarse_clusters,
-                                                                 coarse_jitter=s.coarse_jitter,
-                                                                 fine_detail=s.fine_detail))
-        write_shifted_bin(paths.test_bin, self.data / "shifted.bin", ShiftConfig(seed=s.data_seed))
-        _write_json(self.data / "complete.json", {"train_ids": s.train_ids, "test_ids": s.test_ids,
-                                                  "images_per_identity": s.images_per_identity, "pairs": s.pairs})
+        self.data.mkdir(parents=True, exist_ok=True)
+        info = (make_real if self.settings.real else make_synthetic)(self.data, self.settings)
+        _write_json(self.data / "complete.json", info)
 
-    def train(self, recipe: str, output: Path, fields: dict[str, Any], cache: str | None = None) -> Path:
-        """Train one model from ``recipes/<recipe>`` with ``fields`` on top; resumes from its checkpoints."""
+    def train(self, recipe: str, output: Path, rec: Path, fields: dict[str, Any], cache: str | None = None) -> Path:
+        """Train one model from ``recipes/<recipe>`` on ``rec`` with ``fields`` on top; resumes from its
+        checkpoints."""
         from ..train.config import load_config
         from ..train.trainer import Trainer
 
@@ -194,37 +240,58 @@ class DemoPipeline:
         output.mkdir(parents=True, exist_ok=True)
         if cache is not None:
             _link_cache(output, self.out / "cache" / cache)
-        cfg = load_config(recipe_path, {"rec": str(self.data), "output": str(output), "resume": True,
+        cfg = load_config(recipe_path, {"rec": str(rec), "output": str(output), "resume": True,
                                         "device": self.device, "batch_size": self.settings.batch_size, **fields})
         return Trainer(cfg, progress=self.progress).fit()
 
-    def train_student(self, cell: StudentCell, teacher: Path, bridge: Path) -> Path:
-        fields: dict[str, Any] = {
-            "distill": cell.method, "seed": cell.seed, "max_steps": self.settings.student_steps,
-            "network": "bridge_student", "student_input_size": cell.lr_size, "lr_sizes": (cell.lr_size,),
-            "teacher": str(bridge if cell.method == "bridge" else teacher)}
-        return self.train("demo_student.py", self.out / "students" / cell.name, fields, cache=self.cache_of(cell.name))
-
-    def evaluate(self, name: str, path: Path, target: Path) -> None:
-        """Both sets, every probe size, FaceBN off and on (both sets decoded once per model)."""
-        from ..eval.report import SweepConfig, run_sweep
+    def train_student(self, cell: StudentCell, output: Path) -> Path:
+        from .tuning import chosen_weight
 
         s = self.settings
-        config = SweepConfig(sizes=s.eval_sizes, facebn_modes=("off", s.facebn_mode), batch_size=s.eval_batch_size)
-        bins = [self.data / f"{b}.bin" for b in BINS]
-        result = run_sweep({name: path}, bins, device=self.device, progress=self.progress, config=config)
+        epochs = cell.epochs or s.student_epochs
+        fields: dict[str, Any] = {
+            "distill": cell.method, "seed": cell.seed, "network": "bridge_student",
+            "student_input_size": cell.lr_size, "lr_sizes": (cell.lr_size,),
+            "teacher": str(self.bridge(cell.regime) if cell.method == "bridge" else self.teacher),
+            **({"num_epoch": epochs, "max_steps": 0} if epochs else {"max_steps": s.student_steps})}
+        weight = cell.weight if cell.weight is not None else chosen_weight(self.out, cell.method)
+        if weight is not None and cell.method != "none":
+            fields["distill_weights"] = {cell.method: weight}
+        return self.train("demo_student.py", output, self.rec(cell.regime), fields, cache=self.cache_of(cell.name))
+
+    def evaluate(self, name: str, path: Path, target: Path) -> None:
+        """Every set, every probe size, every FaceBN mode (each set decoded once per model); tuning and
+        budget runs only at the headline size (tuning runs only on val.bin, FaceBN off)."""
+        from ..eval.report import SweepConfig, run_sweep, unique_names
+        from .data import bins
+
+        s = self.settings
+        cell = parse_cell(name) if name != "teacher" else None
+        sets = bins(self.data, s)
+        config = SweepConfig(sizes=s.eval_sizes, facebn_modes=s.facebn_modes, batch_size=s.eval_batch_size)
+        if cell is not None and cell.is_extra:
+            config = replace(config, sizes=(s.headline_size,))
+        if cell is not None and cell.weight is not None:
+            sets, config = {"val": sets["val"]}, replace(config, facebn_modes=("off",))
+        result = run_sweep({name: path}, list(sets.values()), device=self.device, progress=self.progress,
+                           config=config)
         records = result["records"]
-        for record in records:  # the bin's own name, not a path stem that a user could rename
-            record.update(_cell_fields(name))
+        names = dict(zip(unique_names([Path(p).stem for p in sets.values()]), sets, strict=True))
+        for record in records:  # the set's demo name, not a path stem that a user could rename
+            record.update(_cell_fields(name), bin=names[record["bin"]])
         _write_json(target, {"records": records, "model": result["models"][name], "hardware": result["hardware"]})
 
 
+def _suffix(regime: str) -> str:
+    return "" if regime == "same" else f"_{regime}"
+
+
 def _cell_fields(name: str) -> dict[str, Any]:
-    """``aird_16px_s1`` -> method aird, lr_size 16, seed 1; the teacher -> method "teacher"."""
+    """The fields every record of model ``name`` is tagged with; the teacher is method "teacher"."""
     if name == "teacher":
-        return {"method": "teacher", "lr_size": 112, "seed": None}
-    method, size, seed = name.rsplit("_", 2)
-    return {"method": method, "lr_size": int(size.removesuffix("px")), "seed": int(seed.removeprefix("s"))}
+        return {"method": "teacher", "lr_size": 112, "seed": None, "regime": "teacher", "epochs": 0,
+                "weight": None}
+    return asdict(parse_cell(name))
 
 
 def _link_cache(output: Path, shared: Path) -> None:

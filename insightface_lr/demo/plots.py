@@ -26,69 +26,89 @@ def _models(settings: dict[str, Any]) -> list[str]:
     return ["teacher"] + [m for m in METHODS if m in settings["methods"]]
 
 
-def accuracy_figure(summary: dict[str, Any]):
-    """One panel per set: accuracy vs probe size of the teacher and the headline-size students, mean over
-    seeds (band: ± std)."""
+def _curve(summary: dict[str, Any], key: tuple) -> tuple[np.ndarray, ...] | None:
+    """(sizes, mean, std) of one model/regime/set/FaceBN mode, sorted by probe size."""
+    pts = sorted((a["size"], a["mean"], a["std"]) for a in summary["aggregate"]
+                 if (a["method"], a["lr_size"], a["regime"], a["bin"], a["facebn"]) == key)
+    return tuple(np.array(v) for v in zip(*pts, strict=True)) if pts else None
+
+
+def _row(m: str, settings: dict[str, Any], regime: str) -> tuple[str, int, str]:
+    return (m, 112, "teacher") if m == "teacher" else (m, settings["headline_size"], regime)
+
+
+def accuracy_figure(summary: dict[str, Any], regime: str):
+    """One panel per set: accuracy vs probe size (log axis) of the teacher and the headline-size students of
+    ``regime``, FaceBN off, mean over seeds with a ± std band; one legend, outside the data."""
     from matplotlib import colormaps
 
+    from .summary import report_bins
+
     s = summary["settings"]
-    fig = _figure(11.0, 4.4)
+    sets = report_bins(s)
+    fig = _figure(4.6 * len(sets) + 1.6, 4.2)
     colours = {m: colormaps["tab10"](i % 10) for i, m in enumerate(_models(s))}
-    for i, bin_name in enumerate(("test", "shifted")):
-        ax = fig.add_subplot(1, 2, i + 1)
+    sizes = sorted(s["eval_sizes"])
+    for i, bin_name in enumerate(sets):
+        ax = fig.add_subplot(1, len(sets), i + 1)
         for m in _models(s):
-            lr = 112 if m == "teacher" else s["headline_size"]
-            for f, style in (("off", "-"), (s["facebn_mode"], "--")):
-                pts = sorted((a["size"], a["mean"], a["std"]) for a in summary["aggregate"]
-                             if a["method"] == m and a["lr_size"] == lr and a["bin"] == bin_name and a["facebn"] == f)
-                if pts:
-                    xs, ys, sd = (np.array(v) for v in zip(*pts, strict=True))
-                    ax.plot(xs, ys, style, marker="o", ms=3, color=colours[m], label=m if f == "off" else None)
-                    ax.fill_between(xs, ys - sd, ys + sd, color=colours[m], alpha=0.12, linewidth=0)
-        sizes = sorted(s["eval_sizes"])
+            curve = _curve(summary, (*_row(m, s, regime), bin_name, "off"))
+            if curve is None:
+                continue
+            xs, ys, sd = curve
+            style = "--" if m == "teacher" else "-"
+            ax.plot(xs, ys, style, marker="o", ms=3, color=colours[m], label=m if i == 0 else None)
+            ax.fill_between(xs, ys - sd, ys + sd, color=colours[m], alpha=0.15, linewidth=0)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sizes, [str(z) for z in sizes])
         ax.minorticks_off()
-        ax.set(xlabel="probe resolution (px)", ylabel="verification accuracy (%)",
-               title=f"{bin_name}.bin (solid: FaceBN off, dashed: {s['facebn_mode']})")
+        ax.set(xlabel="probe resolution (px, log scale)", ylabel="verification accuracy (%)",
+               title=f"{bin_name} (FaceBN off)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
+    fig.legend(loc="outside right center", fontsize="small", title=f"regime {regime}")
     return fig
 
 
-def facebn_figure(summary: dict[str, Any]):
-    """Grouped bars: FaceBN gain (points) per method at the headline size, test and shifted, ± std over seeds."""
+def facebn_figure(summary: dict[str, Any], regime: str):
+    """Grouped bars: the gain (points) of every FaceBN mode over FaceBN off per method at the headline size,
+    one panel per set, mean ± std of the per-seed gains."""
+    from .summary import report_bins
+
     s = summary["settings"]
-    h, on = s["headline_size"], s["facebn_mode"]
-    agg = {(a["method"], a["lr_size"], a["bin"], a["size"], a["facebn"]): a for a in summary["aggregate"]}
-    models = _models(s)
-    fig = _figure(7.5, 4.0)
-    ax = fig.add_subplot()
-    x = np.arange(len(models))
-    for j, bin_name in enumerate(("test", "shifted")):
-        gains, errs = [], []
-        for m in models:
-            lr = 112 if m == "teacher" else h
-            off, adapted = agg.get((m, lr, bin_name, h, "off")), agg.get((m, lr, bin_name, h, on))
-            if off is None or adapted is None:
-                gains.append(np.nan)
-                errs.append(0.0)
-                continue
-            diff = np.array(adapted["values"]) - np.array(off["values"])
-            gains.append(float(diff.mean()))
-            errs.append(float(diff.std(ddof=1)) if len(diff) > 1 else 0.0)
-        ax.bar(x + (j - 0.5) * 0.38, gains, 0.38, yerr=errs, capsize=3, label=f"{bin_name}.bin")
-    ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(x, models, rotation=30)
-    ax.set(ylabel="accuracy gain (points)", title=f"FaceBN ({on}) gain at {h} px (mean ± std over seeds)")
-    ax.legend(fontsize="small")
-    ax.grid(axis="y", alpha=0.3)
+    h, sets, models = s["headline_size"], report_bins(s), _models(s)
+    modes = [m for m in dict.fromkeys([s["facebn_mode"], *s.get("facebn_extra", ())])]
+    agg = {(a["method"], a["lr_size"], a["regime"], a["bin"], a["size"], a["facebn"]): a for a in summary["aggregate"]}
+    fig = _figure(4.6 * len(sets) + 1.6, 4.0)
+    x, width = np.arange(len(models)), 0.8 / max(1, len(modes))
+    for i, bin_name in enumerate(sets):
+        ax = fig.add_subplot(1, len(sets), i + 1)
+        for j, mode in enumerate(modes):
+            gains, errs = [], []
+            for m in models:
+                off, on = (agg.get((*_row(m, s, regime), bin_name, h, f)) for f in ("off", mode))
+                diff = np.array(on["values"]) - np.array(off["values"]) if off and on else np.array([np.nan])
+                gains.append(float(diff.mean()))
+                errs.append(float(diff.std(ddof=1)) if len(diff) > 1 else 0.0)
+            ax.bar(x + (j - (len(modes) - 1) / 2) * width, gains, width, yerr=errs, capsize=2,
+                   label=mode if i == 0 else None)
+        ax.axhline(0.0, color="black", linewidth=0.8)
+        ax.set_xticks(x, models, rotation=30)
+        ax.set(ylabel="gain over FaceBN off (points)", title=f"{bin_name} at {h} px")
+        ax.grid(axis="y", alpha=0.3)
+    fig.legend(loc="outside right center", fontsize="small", title=f"FaceBN, regime {regime}")
     return fig
 
 
 def write_demo_plots(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:
+    """``accuracy_vs_resolution[_<regime>].png`` and ``facebn_gain[_<regime>].png``: one figure per regime (the
+    first regime's files keep the plain names)."""
     from ..eval.plots import save_png
 
     out = Path(out)
-    return {"accuracy_vs_resolution.png": save_png(accuracy_figure(summary), out / "accuracy_vs_resolution.png"),
-            "facebn_gain.png": save_png(facebn_figure(summary), out / "facebn_gain.png")}
+    written = {}
+    for k, regime in enumerate(summary["settings"]["regimes"]):
+        suffix = "" if k == 0 else f"_{regime}"
+        for stem, figure in (("accuracy_vs_resolution", accuracy_figure), ("facebn_gain", facebn_figure)):
+            name = f"{stem}{suffix}.png"
+            written[name] = save_png(figure(summary, regime), out / name)
+    return written

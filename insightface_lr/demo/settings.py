@@ -17,6 +17,13 @@ from ..errors import ConfigError
 
 METHODS = ("none", "kd", "feat", "rkd", "aird", "ccface", "bridge")
 EVAL_SIZES = (112, 32, 24, 16, 12, 8)
+# (a) "same": teacher and students train on the same identities; (b) "subset": the teacher knows more (it saw
+# every training identity, the students a seeded `student_fraction` of them: the bridge paper's cross-dataset
+# setting, and the user holding a pretrained teacher)
+REGIMES = ("same", "subset")
+# the search every distilling method gets on the validation split: its term's weight in the sum (the margin loss
+# keeps weight 1). One grid for all, so no method is tuned harder than another.
+TUNE_WEIGHTS = (1.0, 4.0, 16.0)
 
 
 @dataclass(frozen=True)
@@ -46,30 +53,80 @@ class DemoSettings:
     headline_size: int = 16
     methods: tuple[str, ...] = METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
+    same_seeds: tuple[int, ...] = ()  # seeds of regime "same" when it should get fewer (empty: ``seeds``)
     eval_sizes: tuple[int, ...] = EVAL_SIZES
     facebn_mode: str = "batch"  # FaceBN "on" (METHODS.md): statistics of each evaluation batch
+    facebn_extra: tuple[str, ...] = ()  # more FaceBN modes in every sweep (reported, never the headline)
     eval_batch_size: int = 64
     teacher_seed: int = 0
+    regimes: tuple[str, ...] = REGIMES
+    student_fraction: float = 0.4  # regime "subset": fraction of the training identities the students see
+    # real-data mode (``demo --faces``); empty: the embedded synthetic faces
+    faces: str = ""  # image folder (FOLDER/<identity>/<image>) or train.rec of the user's faces
+    test_bins: tuple[str, ...] = ()  # the .bin sets reported on (never used to choose anything)
+    teacher_model: str = ""  # a given teacher (backbone.pth, student.pt, .onnx); empty: train demo_hr_net
+    val_fraction: float = 0.0  # identities carved from the training faces into val.bin (tuning, budgets)
+    val_pairs_per_fold: int = 60
+    student_epochs: int = 0  # > 0: students train this many epochs of their data instead of student_steps
+    tune_weights: tuple[float, ...] = ()  # the tuning grid (empty: no tuning, the recipe's values)
+    budget_epochs: tuple[int, ...] = ()  # extra budgets for none and aird (seed 0), to show none converged
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ConfigError(f"demo methods: expected some of {METHODS}, got {self.methods}")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"demo --seeds: expected distinct integers, got {self.seeds}")
+        for name in ("seeds", "same_seeds"):
+            seeds = getattr(self, name)
+            if (name == "seeds" and not seeds) or len(set(seeds)) != len(seeds):
+                raise ConfigError(f"demo --{name.replace('_', '-')}: expected distinct integers, got {seeds}")
         if self.headline_size not in self.lr_sizes:
             raise ConfigError(f"demo headline size {self.headline_size} must be one of lr_sizes {self.lr_sizes}")
-        if self.facebn_mode not in ("batch", "online", "calibrate"):
-            raise ConfigError(f"demo facebn_mode: expected batch, online or calibrate, got {self.facebn_mode!r}")
+        from ..eval.report import facebn_spec
+
+        for mode in (self.facebn_mode, *self.facebn_extra):
+            if mode == "off":
+                raise ConfigError("demo facebn modes: 'off' is always evaluated; name adapting modes only")
+            facebn_spec(mode)
         for name in ("train_ids", "test_ids", "teacher_epochs", "bridge_epochs", "student_steps", "batch_size"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"demo setting {name}: expected a positive integer")
+        if not self.regimes or any(r not in REGIMES for r in self.regimes):
+            raise ConfigError(f"demo regimes: expected some of {REGIMES}, got {self.regimes}")
+        for name in ("student_fraction", "val_fraction"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0 or (name == "student_fraction" and value == 0.0):
+                raise ConfigError(f"demo --{name.replace('_', '-')}: expected a fraction in (0, 1), got {value}")
+        if self.faces and not self.test_bins:
+            raise ConfigError("demo --faces: also give --test-bin a.bin[,b.bin] (the sets the report is made on)")
+        if (self.tune_weights or self.budget_epochs) and not self.val_fraction:
+            raise ConfigError("demo: tuning and budget curves need a validation split (val_fraction > 0)")
 
-    def student_cells(self) -> list[tuple[str, int, int]]:
-        """``(method, lr_size, seed)`` of every student to train, headline size first."""
+    @property
+    def facebn_modes(self) -> tuple[str, ...]:
+        """Every FaceBN mode of the sweeps: off, the headline mode, then the extra ones."""
+        return tuple(dict.fromkeys(("off", self.facebn_mode, *self.facebn_extra)))
+
+    @property
+    def tune_regime(self) -> str:
+        """Where the weights are chosen (then used in every regime): the regime the claims are about."""
+        return "subset" if "subset" in self.regimes else self.regimes[0]
+
+    @property
+    def real(self) -> bool:
+        """The user's faces (``--faces``) rather than the embedded synthetic set."""
+        return bool(self.faces)
+
+    def student_cells(self) -> list[tuple[str, int, int, str]]:
+        """``(method, lr_size, seed, regime)`` of every reported student: headline size first, every regime and
+        seed there; other LR sizes for ``seeds[0]`` in the first regime only."""
         sizes = [self.headline_size] + [s for s in self.lr_sizes if s != self.headline_size]
-        return [(m, size, seed) for size in sizes for seed in (self.seeds if size == self.headline_size
-                                                               else self.seeds[:1]) for m in self.methods]
+        cells = []
+        for size in sizes:
+            for regime in self.regimes if size == self.headline_size else self.regimes[:1]:
+                seeds = (self.same_seeds or self.seeds) if regime == "same" else self.seeds
+                cells += [(m, size, seed, regime) for seed in (seeds if size == self.headline_size else seeds[:1])
+                          for m in self.methods]
+        return cells
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,9 +137,14 @@ QUICK = DemoSettings(preset="quick", train_ids=80, test_ids=40, images_per_ident
 FULL = DemoSettings()
 # for tests: seconds, not minutes; the numbers mean nothing
 TINY = DemoSettings(preset="tiny", train_ids=6, test_ids=4, images_per_identity=3, pairs=20, teacher_epochs=1,
-                    bridge_epochs=1, student_steps=2, batch_size=16, lr_sizes=(16, 12), seeds=(0,),
+                    bridge_epochs=1, student_steps=2, batch_size=8, lr_sizes=(16, 12), seeds=(0,), student_fraction=0.5,
                     methods=("none", "aird", "bridge"), eval_sizes=(16, 8), eval_batch_size=8)
-PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY}
+# ``demo --faces``: the user's faces. Budgets measured on 137 real identities (8.6k faces, see docs/real_faces.md).
+REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_epochs=10, lr_sizes=(16,),
+                    val_fraction=0.2, val_pairs_per_fold=150, tune_weights=TUNE_WEIGHTS, budget_epochs=(20,),
+                    eval_sizes=(112, 16), facebn_extra=("calibrate",), train_ids=1,
+                    test_ids=1)
+PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL}
 
 
 def make_settings(preset: str = "full", seeds: tuple[int, ...] | None = None, **fields: Any) -> DemoSettings:

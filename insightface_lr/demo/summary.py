@@ -16,14 +16,31 @@ import numpy as np
 
 from .settings import METHODS, DemoSettings
 
-KEY = ("method", "lr_size", "bin", "size", "facebn")
+KEY = ("method", "lr_size", "regime", "bin", "size", "facebn")
+
+
+def is_reported(record: dict[str, Any]) -> bool:
+    """A record of a reported model (not a tuning candidate nor a budget-curve run)."""
+    return not record.get("epochs") and record.get("weight") is None
+
+
+def report_bins(settings: dict[str, Any]) -> list[str]:
+    """The demo names of the evaluated sets: test/shifted, or the user's test bins then val."""
+    from ..eval.report import unique_names
+
+    if not settings["faces"]:
+        return ["test", "shifted"]
+    names = unique_names([Path(p).stem for p in settings["test_bins"]])
+    return names + (["val"] if settings["val_fraction"] else [])
 
 
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean/std (points) of ``accuracy_mean`` over seeds for every (method, lr_size, bin, size, facebn)."""
+    """Mean/std (points) of ``accuracy_mean`` over seeds for every (method, lr_size, regime, bin, size, facebn)
+    of the reported models."""
     groups: dict[tuple, list[tuple[Any, float]]] = defaultdict(list)
     for r in records:
-        if r["status"] == "ok":
+        if r["status"] == "ok" and is_reported(r):
+            r = {"regime": "same", **r} if r["method"] != "teacher" else {**r, "regime": "teacher"}
             groups[tuple(r[k] for k in KEY)].append((r["seed"], 100.0 * r["accuracy_mean"]))
     out = []
     for key, values in sorted(groups.items(), key=lambda kv: str(kv[0])):
@@ -39,24 +56,34 @@ def _lookup(agg: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
 
 
 def check_claims(agg: list[dict[str, Any]], settings: DemoSettings) -> list[dict[str, Any]]:
-    """The issue's "must show" items at the headline size (probe = training size), each with its numbers."""
+    """The issue's "must show" items at the headline size (probe = training size), each with its numbers,
+    per regime; on the first reported set (synthetic: test.bin; real: the first --test-bin)."""
     table, h, on = _lookup(agg), settings.headline_size, settings.facebn_mode
-    cell = lambda m, b="test", f="off": table.get((m, h, b, h, f))  # noqa: E731
+    first = report_bins(settings.to_dict())[0]
     claims = []
 
-    def add(text: str, left: dict | None, right: dict | None, margin: float) -> None:
+    def cell(m: str, regime: str, b: str = first, f: str = "off") -> dict | None:
+        return table.get((m, 112, "teacher", b, h, f) if m == "teacher" else (m, h, regime, b, h, f))
+
+    def add(text: str, left: dict | None, right: dict | None, margin: float, at_most: bool = False) -> None:
         if left is None or right is None:
             return
         diff = left["mean"] - right["mean"]
-        claims.append({"claim": text, "difference": diff, "holds": bool(diff >= margin),
-                       "n": min(left["n"], right["n"]), "left": left["mean"], "right": right["mean"],
-                       **paired_differences(left, right)})
+        holds = diff >= -margin if at_most else diff >= margin
+        claims.append({"claim": text, "difference": diff, "holds": bool(holds), "n": min(left["n"], right["n"]),
+                       "left": left["mean"], "right": right["mean"], **paired_differences(left, right)})
 
-    add(f"aird beats none by >= 3 points at {h} px (test, FaceBN off)", cell("aird"), cell("none"), 3.0)
-    for baseline in ("kd", "feat", "rkd"):
-        add(f"aird >= {baseline} at {h} px (test, FaceBN off)", cell("aird"), cell(baseline), 0.0)
-    add(f"FaceBN ({on}) improves aird on the shifted set at {h} px", cell("aird", "shifted", on),
-        cell("aird", "shifted"), 1e-9)
+    for regime in settings.regimes:
+        where = f"at {h} px ({first}, FaceBN off, regime {regime})"
+        add(f"aird beats none by >= 3 points {where}", cell("aird", regime), cell("none", regime), 3.0)
+        for baseline in ("kd", "feat", "rkd"):
+            add(f"aird >= {baseline} {where}", cell("aird", regime), cell(baseline, regime), 0.0)
+        for m in settings.methods:
+            add(f"FaceBN ({on}) loses <= 0.3 points in-distribution for {m} at {h} px ({first}, regime {regime})",
+                cell(m, regime, f=on), cell(m, regime), 0.3, at_most=True)
+        if not settings.real:
+            add(f"FaceBN ({on}) improves aird on the shifted set at {h} px (regime {regime})",
+                cell("aird", regime, "shifted", on), cell("aird", regime, "shifted"), 1e-9)
     return claims
 
 
@@ -106,56 +133,144 @@ def _fmt(a: dict[str, Any] | None) -> str:
     return f"{a['mean']:.1f} ± {a['std']:.1f}" if a["n"] > 1 else f"{a['mean']:.1f}"
 
 
-def headline_table(summary: dict[str, Any], lr_size: int | None = None) -> str:
-    """Students trained at ``lr_size`` (default: the headline size), probed at it: both sets, FaceBN off/on,
-    mean ± std over seeds; the teacher probed at the same size."""
+def _row_key(m: str, lr: int, regime: str) -> tuple[str, int, str]:
+    return (m, 112, "teacher") if m == "teacher" else (m, lr, regime)
+
+
+def headline_table(summary: dict[str, Any], lr_size: int | None = None, regime: str | None = None) -> str:
+    """Students trained at ``lr_size`` (default: the headline size) in ``regime`` (default: the first), probed
+    at it: every set, FaceBN off/on, mean ± std over seeds; the teacher probed at the same size."""
     s = summary["settings"]
     h = s["headline_size"] if lr_size is None else lr_size
-    on, table = s["facebn_mode"], _lookup(summary["aggregate"])
-    lines = [f"| method ({h} px) | seeds | test | test + FaceBN | shifted | shifted + FaceBN |",
-             "|---|---:|---:|---:|---:|---:|"]
+    regime = regime or s["regimes"][0]
+    on, table, sets = s["facebn_mode"], _lookup(summary["aggregate"]), report_bins(s)
+    lines = [f"| method ({h} px, {regime}) | seeds | " + " | ".join(f"{b} | {b} + FaceBN" for b in sets) + " |",
+             "|---|---:|" + "---:|---:|" * len(sets)]
     for m in ["teacher"] + [m for m in METHODS if m in s["methods"]]:
-        lr = 112 if m == "teacher" else h
-        cells = [table.get((m, lr, b, h, f)) for b in ("test", "shifted") for f in ("off", on)]
+        cells = [table.get((*_row_key(m, h, regime), b, h, f)) for b in sets for f in ("off", on)]
         n = max((c["n"] for c in cells if c), default=0)
         name = "teacher (HR net)" if m == "teacher" else m
         lines.append(f"| {name} | {n} | " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def sweep_table(summary: dict[str, Any], bin_name: str, lr_size: int) -> str:
-    """Students of ``lr_size`` (and the teacher) at every probe size, FaceBN off/on, mean ± std over seeds."""
+def sweep_table(summary: dict[str, Any], bin_name: str, lr_size: int, regime: str) -> str:
+    """Students of ``lr_size`` (and the teacher) at every probe size, every FaceBN mode, mean ± std over seeds."""
     s = summary["settings"]
     sizes, table = s["eval_sizes"], _lookup(summary["aggregate"])
     lines = ["| model | seeds | FaceBN | " + " | ".join(f"{z} px" for z in sizes) + " |",
              "|---|---:|---|" + "---:|" * len(sizes)]
-    for m, lr in [("teacher", 112)] + [(m, lr_size) for m in METHODS if m in s["methods"]]:
-        for f in ("off", s["facebn_mode"]):
-            cells = [table.get((m, lr, bin_name, z, f)) for z in sizes]
+    for m in ["teacher"] + [m for m in METHODS if m in s["methods"]]:
+        for f in _modes(s):
+            cells = [table.get((*_row_key(m, lr_size, regime), bin_name, z, f)) for z in sizes]
             n = max((c["n"] for c in cells if c), default=0)
             lines.append(f"| {m} | {n} | {f} | " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
+def _modes(s: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(["off", s["facebn_mode"], *s.get("facebn_extra", ())]))
+
+
+def facebn_table(summary: dict[str, Any], bin_name: str, regime: str) -> str:
+    """Every FaceBN mode's change against FaceBN off (points, mean ± std of the per-seed differences) at the
+    headline size: the cost in-distribution, the gain under shift."""
+    s = summary["settings"]
+    h, table, modes = s["headline_size"], _lookup(summary["aggregate"]), _modes(s)[1:]
+    lines = [f"| method ({bin_name}, {h} px, {regime}) | off | " + " | ".join(f"{m} - off" for m in modes) + " |",
+             "|---|---:|" + "---:|" * len(modes)]
+    for m in ["teacher"] + [m for m in METHODS if m in s["methods"]]:
+        off = table.get((*_row_key(m, h, regime), bin_name, h, "off"))
+        cells = []
+        for mode in modes:
+            on = table.get((*_row_key(m, h, regime), bin_name, h, mode))
+            d = paired_differences(on, off) if on and off else None
+            cells.append("n/a" if d is None else _fmt_diff(d["seed_differences"]))
+        lines.append(f"| {m} | {_fmt(off)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt_diff(diffs: list[float]) -> str:
+    arr = np.array(diffs)
+    return f"{arr.mean():+.1f} ± {arr.std(ddof=1):.1f}" if len(arr) > 1 else f"{arr.mean():+.1f}"
+
+
+def budget_table(summary: dict[str, Any]) -> str:
+    """none and aird (seed 0) at every budget, per regime and set: has none converged?"""
+    s = summary["settings"]
+    h, sets = s["headline_size"], report_bins(s)
+    budgets = sorted({*s["budget_epochs"], s["student_epochs"]})
+    acc = {(r["method"], r.get("regime", "same"), r.get("epochs") or s["student_epochs"], r["bin"]):
+           100.0 * r["accuracy_mean"] for r in summary["records"]
+           if r["status"] == "ok" and r["seed"] == s["seeds"][0] and r["size"] == h and r["facebn"] == "off"
+           and r["lr_size"] == h and r.get("weight") is None and r["method"] in ("none", "aird")}
+    lines = ["| regime | method | set | " + " | ".join(f"{e} epochs" for e in budgets) + " |",
+             "|---|---|---|" + "---:|" * len(budgets)]
+    for regime in s["regimes"]:
+        for m in ("none", "aird"):
+            for b in sets:
+                cells = [f"{acc[(m, regime, e, b)]:.1f}" if (m, regime, e, b) in acc else "n/a" for e in budgets]
+                lines.append(f"| {regime} | {m} | {b} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def tuning_table(summary: dict[str, Any]) -> str:
+    """Every method's candidates (val accuracy at the headline size) and the chosen weight."""
+    tuning = summary.get("tuning") or {}
+    weights = sorted({w for c in tuning.values() for w in c["candidates"]}, key=float)
+    lines = ["| method | " + " | ".join(f"weight {w}" for w in weights) + " | chosen |",
+             "|---|" + "---:|" * (len(weights) + 1)]
+    for m, c in tuning.items():
+        cells = [f"{c['candidates'][w]:.1f}" if w in c["candidates"] else "n/a" for w in weights]
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {c['weight']:g} |")
+    return "\n".join(lines) + "\n"
+
+
+def _data_text(summary: dict[str, Any]) -> str:
+    s, d = summary["settings"], summary.get("data", {})
+    sub = (f" Regime *subset*: the students see {d.get('subset_identities')} of those identities "
+           f"({d.get('subset_images')} faces, a seeded {s['student_fraction']:.0%}); the teacher saw them all."
+           if "subset" in s["regimes"] else "")
+    budget = (f"{s['student_epochs']} epochs" if s["student_epochs"] else f"{s['student_steps']} steps") + \
+        f" of {s['batch_size']} faces"
+    teacher = s["teacher_model"] or f"demo_hr_net at 112 px, {s['teacher_epochs']} epochs"
+    if s["faces"]:
+        head = (f"Real faces: {s['faces']} ({d.get('identities')} identities, {d.get('images')} faces); "
+                f"{d.get('val_identities')} identities carved out as val.bin (tuning and budgets only), "
+                f"{d.get('train_identities')} for training. Reported on {', '.join(s['test_bins'])}.")
+    else:
+        head = (f"Synthetic faces: {s['train_ids']} training identities x {s['images_per_identity']} images "
+                f"(train.rec), {s['pairs']} verification pairs of {s['test_ids']} disjoint identities (test.bin) "
+                "and the same pairs under another camera (shifted.bin: gamma, colour cast, contrast, blur, noise, "
+                "JPEG).")
+    return (f"{head}{sub} Teacher: {teacher}. Students: bridge_student at native "
+            f"{'/'.join(str(z) for z in s['lr_sizes'])} px, {budget}, seeds {s['seeds']}. Verification accuracy "
+            "(%), 10-fold; mean ± std over seeds (sample std).")
+
+
 def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
     s, run = summary["settings"], summary["run"]
     hw = run["hardware"]
-    parts = [f"# insightface-lr demo ({s['preset']})", "",
-             f"Synthetic faces: {s['train_ids']} training identities x {s['images_per_identity']} images "
-             f"(train.rec), {s['pairs']} verification pairs of {s['test_ids']} disjoint identities (test.bin) and "
-             "the same pairs under another camera (shifted.bin: gamma, colour cast, contrast, blur, noise, JPEG). "
-             f"Teacher: demo_hr_net at 112 px, {s['teacher_epochs']} epochs. Students: bridge_student at native "
-             f"{'/'.join(str(z) for z in s['lr_sizes'])} px, {s['student_steps']} steps of {s['batch_size']} faces, "
-             f"seeds {s['seeds']}. Verification accuracy (%), 10-fold; mean ± std over seeds (sample std).", "",
-             f"## Headline: trained and probed at {s['headline_size']} px", "", headline_table(summary),
-             "## The issue's claims", ""]
-    parts += [f"- {claim_text(c)}" for c in summary["claims"]]
-    parts.append("")
+    parts = [f"# insightface-lr demo ({s['preset']})", "", _data_text(summary), ""]
+    for regime in s["regimes"]:
+        parts += [f"## Headline: trained and probed at {s['headline_size']} px, regime {regime}", "",
+                  headline_table(summary, regime=regime)]
+    parts += ["## The issue's claims", "", *[f"- {claim_text(c)}" for c in summary["claims"]], ""]
+    if summary.get("tuning"):
+        parts += ["## Tuning (val.bin, FaceBN off, seed 100)", "", tuning_table(summary)]
+    if s["budget_epochs"]:
+        parts += ["## Budgets (seed 0, FaceBN off)", "", budget_table(summary)]
+    first = report_bins(s)[0]
+    for regime in s["regimes"]:
+        for b in report_bins(s):
+            parts += [f"## FaceBN modes: {b}, regime {regime}", "", facebn_table(summary, b, regime)]
     for lr in (z for z in s["lr_sizes"] if z != s["headline_size"]):
         parts += [f"## Trained and probed at {lr} px", "", headline_table(summary, lr)]
-    for lr in s["lr_sizes"]:
-        for b in ("test", "shifted"):
-            parts += [f"## Sweep: {b}.bin, students trained at {lr} px", "", sweep_table(summary, b, lr)]
+    for regime in s["regimes"]:
+        for lr in s["lr_sizes"] if regime == s["regimes"][0] else [s["headline_size"]]:
+            for b in report_bins(s):
+                parts += [f"## Sweep: {b}, students trained at {lr} px, regime {regime}", "",
+                          sweep_table(summary, b, lr, regime)]
     parts += ["## Plots", "", *[f"![{Path(p).stem}]({Path(p).name})" for p in plots], ""]
     totals = ", ".join(f"{k} {v:.0f} s" for k, v in run["stage_totals"].items())
     parts += ["## Run", "", f"- CPU: {hw['cpu']}, {hw['cpu_count']} cores, torch {hw['torch']} "
@@ -163,7 +278,7 @@ def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
               f"(GPU: {hw['gpu'] or 'none'})",
               f"- stage time (summed over stages and runs, kept across resumes): {run['total_stage_seconds']:.0f} s "
               f"({totals})",
-              f"- wall time of the last invocation: {run['wall_time_s']:.0f} s", ""]
+              f"- wall time of the last invocation: {run['wall_time_s']:.0f} s", f"- claims checked on {first}", ""]
     return "\n".join(parts)
 
 

@@ -1,8 +1,10 @@
 """Models to evaluate: our student ``.pt``, an arcface_torch ``backbone.pth`` / checkpoint, or an ``.onnx`` file.
 
 Everything becomes an :class:`EvalModel`: a callable ``fn(x [B,3,S,S] normalised RGB) -> [B,D]`` plus the
-facts the sweep needs (input side, whether FaceBN can adapt it). Torch files are read through
-:func:`insightface_lr.models.teacher.load_model_file` (``weights_only=True``, network inferred from the keys).
+facts the sweep needs (input side, whether FaceBN can adapt it). For torch networks ``fn`` is the inference
+path of :mod:`insightface_lr.models.inference` (BN folded, channels-last where measured faster). Torch files
+are read through :func:`insightface_lr.models.teacher.load_model_file` (``weights_only=True``, network inferred
+from the keys).
 ONNX graphs (and insightface model packages) run in onnxruntime: their BatchNorm layers are folded or out of
 reach, so FaceBN is reported as n/a for them rather than silently evaluated without adaptation.
 """
@@ -75,6 +77,13 @@ def load_eval_model(
 
 
 def _from_torch(frozen: nn.Module, name: str, source: str) -> EvalModel:
+    """``fn`` runs the inference copy (BN folded, NHWC where faster); ``module`` stays the network FaceBN
+    wraps, with its BN layers."""
+    from ..models.inference import inference_net
+    from ..models.teacher import FrozenModel
+
     module = frozen.model
     has_bn = any(isinstance(m, nn.BatchNorm2d) and m.running_mean is not None for m in module.modules())
-    return EvalModel(name, frozen, module, frozen.input_size, frozen.embedding_size, has_bn, source, "torch")
+    fast = FrozenModel(inference_net(module), checksum=frozen.checksum, embedding_size=frozen.embedding_size,
+                       input_size=frozen.input_size)
+    return EvalModel(name, fast, module, frozen.input_size, frozen.embedding_size, has_bn, source, "torch")

@@ -2,9 +2,10 @@
 
 - ``"kd"``: Hinton, Vinyals, Dean, "Distilling the Knowledge in a Neural Network" (2015):
   ``tau^2 * mean_i KL(softmax(z_t/tau) || softmax(z_s/tau))``, tau = 4. Teacher logits are the
-  cosine logits of the teacher classifier ``z_t = s * f^_t W^_t.T``; student logits are
-  ``s * student_logits`` when the trainer provides them (same identities), else the teacher
-  classifier applied to the adapted student feature.
+  cosine logits of the teacher classifier ``z_t = s * f^_t W^_t.T``; student logits are, with
+  ``logits="teacher"`` (default), the teacher classifier applied to the adapted student feature, or with
+  ``logits="student"`` (Hinton's form) ``s * student_logits``, the student's own margin-head cosines, which
+  the training step fills for a term that asks for them (same identities as the teacher centres).
 - ``"feat"``: feature KD (FitNets-like) ``mean_i 1 - cos(f_s, f_t)`` (default) or element-mean MSE.
 - ``"rkd"``: Park, Kim, Lu, Cho, "Relational Knowledge Distillation", CVPR 2019: Smooth-L1
   (beta = 1) between student and teacher pairwise distances (each normalised by its batch mean
@@ -35,9 +36,13 @@ class KDConfig:
     alpha: float = 1.0  # weight
     tau: float = 4.0  # temperature
     scale: float = 64.0  # s of the cosine logits
+    logits: str = "teacher"  # z_s from: "teacher" classifier on the adapted feature | the "student"'s own head
 
     def __post_init__(self) -> None:
         check_positive("kd", tau=self.tau, scale=self.scale)
+        if self.logits not in ("teacher", "student"):
+            raise ConfigError(f"distill config for 'kd': field logits must be 'teacher' or 'student', "
+                              f"got {self.logits!r}")
 
 
 @register_distill_term("kd")
@@ -53,12 +58,19 @@ class HintonKDLoss(DistillTerm):
         super().__init__(dims, **fields)
         self.adaptor = make_adaptor(dims.student_dim, dims.teacher_dim)
 
+    @property
+    def uses_student_logits(self) -> bool:  # the training step computes them only for a term that asks
+        return self.config.logits == "student"
+
     def forward(self, inputs: DistillInputs) -> dict[str, Tensor]:
         cfg = self.config
         student, teacher = self.pair(inputs)
         centres = self.centres(inputs).to(teacher.dtype)
         z_t = cosine_logits(teacher, centres, cfg.scale)
-        if inputs.student_logits is not None:
+        if cfg.logits == "student":
+            if inputs.student_logits is None:
+                raise ConfigError("distill term 'kd' with logits='student' needs the student's classifier logits "
+                                  "(DistillInputs.student_logits), which the trainer fills for such a term")
             if inputs.student_logits.shape != z_t.shape:
                 raise ConfigError(
                     f"distillation term 'kd': student_logits {tuple(inputs.student_logits.shape)} and teacher "

@@ -128,13 +128,16 @@ def export_onnx(
     opset: int = 17,
     kernel: str = "bicubic",
     check: bool = True,
+    int8_calibration: np.ndarray | None = None,
 ) -> Path:
     """Write ``model`` as ONNX with input ``[batch,3,input_size,input_size]`` and output ``[batch,D]``.
 
     ``facebn``: a FaceBN (``models/facebn.py``) whose adapted statistics are copied into the BN running
     stats before export (``model`` may itself be the FaceBN). ``fold_bn``: conv/linear + BN pairs merged.
     ``check``: run the file with onnxruntime and compare with PyTorch (raises ModelLoadError if they
-    differ). The file is written atomically.
+    differ). ``int8_calibration``: graph inputs ``[N,3,input_size,input_size]``
+    (:func:`~insightface_lr.models.quantize.calibration_inputs`) to quantise the checked float graph to int8
+    with (QDQ, per-channel weights). The file is written atomically.
     """
     if input_size < 112 or input_size % 16:
         warnings.warn(
@@ -151,7 +154,20 @@ def export_onnx(
         _rename_mxnet_like_nodes(tmp)
         if check:
             check_onnx_matches(graph, tmp, dummy)
+        if int8_calibration is not None:
+            _quantize_in_place(tmp, int8_calibration)
     return path
+
+
+def _quantize_in_place(path: Path, calibration: np.ndarray) -> None:
+    from .quantize import quantize_int8
+
+    float_path = path.with_name(path.name + ".float.onnx")
+    path.replace(float_path)
+    try:
+        quantize_int8(float_path, path, calibration)
+    finally:
+        float_path.unlink(missing_ok=True)
 
 
 def prepare_for_export(model: nn.Module, facebn: Any = None, fold_bn: bool = True) -> nn.Module:
@@ -221,7 +237,9 @@ def check_onnx_matches(graph: nn.Module, path: Path, x: torch.Tensor, tol: float
     """Raise ModelLoadError when onnxruntime's embeddings of ``x`` differ from PyTorch's (cosine > tol)."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from ..runtime import ort_session_options
+
+    session = onnxruntime.InferenceSession(str(path), ort_session_options(), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
     with torch.no_grad():
         want = graph(x)

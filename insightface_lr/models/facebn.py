@@ -11,6 +11,15 @@ resolution; see METHODS.md "FaceBN"). Modes:
 * ``"calibrate"``: :meth:`FaceBN.calibrate` makes one pass over unlabeled target faces, normalising each
   batch with its own statistics, and stores the exact mean and (population) variance of every BN input
   over the whole pass; later forwards use them, frozen.
+* ``"prior"``: each batch's statistics mixed with the source statistics as in Schneider et al. 2020
+  ("Improving robustness against common corruptions by covariate shift adaptation", NeurIPS):
+  ``mu = (N mu_source + n mu_batch) / (N + n)`` and the same for the variance, ``n`` the batch size and
+  ``N = prior_strength`` a pseudo-count of source faces. ``N = 0`` is ``"batch"``; ``n = 0`` the source.
+
+``prior_strength`` also applies to ``"calibrate"``, with ``n`` the number of calibration faces (default
+``N = 0``: the pass's own statistics). Why a prior: the statistics of 64 faces are noisy, and on faces
+that are not shifted at all that noise only costs accuracy; a prior keeps what is known and lets the test
+faces move the estimate as far as their number justifies.
 
 The wrapped model is never changed: the stats live in FaceBN's banks (one per input height when
 ``per_resolution``), BN forwards are swapped for a functional ``batch_norm`` only while
@@ -30,7 +39,7 @@ from torch import nn
 
 from ..errors import ConfigError, DataFormatError
 
-MODES = ("batch", "online", "calibrate")
+MODES = ("batch", "online", "calibrate", "prior")
 Stats = dict[str, tuple[torch.Tensor, torch.Tensor]]  # layer name -> (mean [C], var [C])
 
 
@@ -43,6 +52,7 @@ class FaceBN(nn.Module):
         momentum: ``m`` of the online update (METHODS.md default 0.1).
         include_bn1d: adapt ``BatchNorm1d`` layers too (e.g. IResNet's ``features`` on ``[B, 512]``).
         per_resolution: keep a separate statistics bank per input height ``x.shape[-2]``.
+        prior_strength: ``N`` of the ``"prior"`` mix (and of ``"calibrate"``), in faces; >= 0.
     """
 
     def __init__(
@@ -52,12 +62,16 @@ class FaceBN(nn.Module):
         momentum: float = 0.1,
         include_bn1d: bool = False,
         per_resolution: bool = False,
+        prior_strength: float = 0.0,
     ) -> None:
         super().__init__()
         if mode not in MODES:
             raise ConfigError(f"FaceBN mode must be one of {MODES}, got {mode!r}")
         if not 0.0 <= float(momentum) <= 1.0:
             raise ConfigError(f"FaceBN momentum must be in [0, 1], got {momentum!r}")
+        if isinstance(prior_strength, bool) or not float(prior_strength) >= 0.0:
+            raise ConfigError(f"FaceBN prior_strength must be a number >= 0, got {prior_strength!r}")
+        self.prior_strength = float(prior_strength)
         self.module = model
         self.mode, self.momentum = mode, float(momentum)
         self.include_bn1d, self.per_resolution = bool(include_bn1d), bool(per_resolution)
@@ -89,9 +103,9 @@ class FaceBN(nn.Module):
 
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         """``model(x, ...)`` with adapted BN statistics. ``x``: ``[B, C, H, W]`` faces."""
-        if self.mode == "batch" and x.shape[0] < 2:
+        if (self.mode == "batch" or (self.mode == "prior" and not self.prior_strength)) and x.shape[0] < 2:
             raise ConfigError(
-                f"FaceBN mode='batch' needs batch size >= 2 to estimate statistics, got batch size "
+                f"FaceBN mode={self.mode!r} needs batch size >= 2 to estimate statistics, got batch size "
                 f"{x.shape[0]}; use mode='online' or mode='calibrate' for single faces"
             )
         if self.mode == "calibrate" and not self._calibrated:
@@ -104,27 +118,46 @@ class FaceBN(nn.Module):
             return self.module(x, *args, **kwargs)
 
     @torch.no_grad()
-    def calibrate(self, batches: Iterable[Any], image_key: str = "image") -> FaceBN:
-        """One pass over unlabeled target faces, then frozen: exact per-layer mean/variance of the pass.
+    def calibrate(self, batches: Iterable[Any], image_key: str = "image", passes: int = 1) -> FaceBN:
+        """Passes over unlabeled target faces, then frozen: exact per-layer mean/variance of the last pass.
 
         ``batches`` yields ``[B, C, H, W]`` tensors, sequences whose first item is one (``(x, y)``), or
-        mappings with ``image_key``. Returns ``self``.
+        mappings with ``image_key``; with ``passes > 1`` it must be re-iterable (a list, a DataLoader).
+        The first pass normalises each batch with its own statistics while it measures, so what a deep layer
+        sees depends on the batch size; every later pass normalises with the previous pass's statistics,
+        fixed, so the result converges to statistics that no longer depend on how the faces were batched.
+        Returns ``self``.
         """
-        if self.mode == "batch":
-            raise ConfigError("FaceBN mode='batch' uses each batch's own statistics; calibrate() needs "
+        if self.mode in ("batch", "prior"):
+            raise ConfigError(f"FaceBN mode={self.mode!r} uses each batch's own statistics; calibrate() needs "
                               "mode='calibrate' (or 'online' to start the running estimate from it)")
+        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
+            raise ConfigError(f"FaceBN.calibrate: passes must be a positive integer, got {passes!r}")
+        if passes > 1 and isinstance(batches, Iterator):
+            raise ConfigError("FaceBN.calibrate: passes > 1 needs a re-iterable set of batches (a list or a "
+                              "DataLoader), not a one-shot iterator")
+        reference: dict[int | None, Stats] | None = None
+        for _ in range(passes):
+            reference = self._calibration_pass(batches, image_key, reference)
+        self._banks = reference
+        self._calibrated = True
+        return self
+
+    def _calibration_pass(self, batches: Iterable[Any], image_key: str,
+                          reference: dict[int | None, Stats] | None) -> dict[int | None, Stats]:
+        """One pass: each bank's (prior-mixed) statistics, layers normalised meanwhile with ``reference``
+        (``None``: each batch's own statistics)."""
         moments: dict[int | None, dict[str, _Moments]] = {}
         for x in _images(batches, image_key):
-            bank = moments.setdefault(self._key(x), {})
-            with self._swapped(functools.partial(self._accumulate, bank=bank)):
+            key = self._key(x)
+            bank = moments.setdefault(key, {})
+            fixed = None if reference is None else reference.get(key)
+            with self._swapped(functools.partial(self._accumulate, bank=bank, fixed=fixed)):
                 self.module(x)
         if not moments:
             raise DataFormatError("FaceBN.calibrate: the iterable of target faces yielded no batch")
-        self._banks = {
-            key: {n: tuple(map(_plain, m.result())) for n, m in bank.items()} for key, bank in moments.items()
-        }
-        self._calibrated = True
-        return self
+        return {key: {name: self._mixed(name, *m.result(), m.faces) for name, m in bank.items()}
+                for key, bank in moments.items()}
 
     # --- internals -------------------------------------------------------------------------------
     def _key(self, x: torch.Tensor) -> int | None:
@@ -133,6 +166,9 @@ class FaceBN(nn.Module):
     def _normalise(self, name: str, bn: nn.Module, h: torch.Tensor, key: int | None) -> torch.Tensor:
         if self.mode == "batch":  # running stats None + training=True: F.batch_norm uses batch statistics
             return F.batch_norm(h, None, None, _frozen(bn.weight), _frozen(bn.bias), True, 0.0, bn.eps)
+        if self.mode == "prior":
+            mean, var = self._mixed(name, *_batch_moments(h), h.shape[0])
+            return F.batch_norm(h, mean, var, _frozen(bn.weight), _frozen(bn.bias), False, 0.0, bn.eps)
         bank = self._banks.setdefault(key, dict(self._source))
         mean, var = bank[name]
         if self.mode == "online":
@@ -142,12 +178,19 @@ class FaceBN(nn.Module):
             h, mean.to(h.device), var.to(h.device), _frozen(bn.weight), _frozen(bn.bias), False, 0.0, bn.eps
         )
 
-    def _accumulate(self, name: str, bn: nn.Module, h: torch.Tensor,
-                    bank: dict[str, _Moments]) -> torch.Tensor:
+    def _mixed(self, name: str, mean: torch.Tensor, var: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Target moments of ``n`` faces mixed with the source's under the ``prior_strength`` pseudo-count."""
+        source_mean, source_var = self._source[name]
+        mixed = prior_mix(source_mean.to(mean.device), source_var.to(mean.device), mean, var,
+                          self.prior_strength, n)
+        return _plain(mixed[0]), _plain(mixed[1])
+
+    def _accumulate(self, name: str, bn: nn.Module, h: torch.Tensor, bank: dict[str, _Moments],
+                    fixed: Stats | None = None) -> torch.Tensor:
         moments = bank.setdefault(name, _Moments())
         moments.update(h)
-        if h.numel() // h.shape[1] < 2:  # one value per channel has no variance: normalise with source stats
-            mean, var = self._source[name]
+        if fixed is not None or h.numel() // h.shape[1] < 2:  # a previous pass's, or the source statistics
+            mean, var = (fixed or self._source)[name]
             weight, bias = _frozen(bn.weight), _frozen(bn.bias)
             return F.batch_norm(h, mean.to(h.device), var.to(h.device), weight, bias, False, 0.0, bn.eps)
         # later layers must see inputs normalised as adapted: use the batch's own statistics meanwhile
@@ -170,17 +213,39 @@ class FaceBN(nn.Module):
                 m.training = flag
 
 
+def prior_mix(source_mean: torch.Tensor, source_var: torch.Tensor, target_mean: torch.Tensor,
+              target_var: torch.Tensor, prior_strength: float, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Schneider et al. 2020: ``((N s + n t) / (N + n))`` for the means and the variances ([C] each).
+
+    ``N = prior_strength`` source pseudo-faces, ``n`` target faces; ``n = 0`` gives the source statistics,
+    ``N = 0`` the target's (both exactly, not by rounding).
+    """
+    if n == 0 or prior_strength == 0:
+        return (source_mean, source_var) if n == 0 else (target_mean, target_var)
+    w = prior_strength / (prior_strength + n)
+    return w * source_mean + (1 - w) * target_mean, w * source_var + (1 - w) * target_var
+
+
+def _batch_moments(h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and biased variance of ``h`` [B, C, ...] (what BN normalises with in training)."""
+    dims = [d for d in range(h.dim()) if d != 1]
+    var, mean = torch.var_mean(h.detach().float(), dim=dims, correction=0)
+    return mean, var
+
+
 class _Moments:
     """Exact per-channel count, mean and sum of squared deviations, merged batch by batch (Chan et al.)."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.faces = 0  # the n of a prior mix: faces seen, not values (B*H*W per batch)
         self.mean: torch.Tensor | None = None
         self.m2: torch.Tensor | None = None
 
     def update(self, h: torch.Tensor) -> None:
         flat = h.detach().transpose(0, 1).reshape(h.shape[1], -1).double()  # [C, N*H*W]
         n = flat.shape[1]
+        self.faces += h.shape[0]
         mean = flat.mean(dim=1)
         m2 = ((flat - mean[:, None]) ** 2).sum(dim=1)
         if self.mean is None:

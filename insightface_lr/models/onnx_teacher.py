@@ -151,8 +151,10 @@ def _open_session(path: Path, device: str):
     providers = ["CPUExecutionProvider"]
     if device != "cpu" and "CUDAExecutionProvider" in available:
         providers.insert(0, "CUDAExecutionProvider")
+    from ..runtime import ort_session_options
+
     try:
-        return onnxruntime.InferenceSession(str(path), providers=providers)
+        return onnxruntime.InferenceSession(str(path), ort_session_options(), providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for invalid graphs
         raise ModelLoadError(f"{path}: onnxruntime cannot load this file: {exc}") from exc
 

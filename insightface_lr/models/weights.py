@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import ModelLoadError
+from ..errors import ModelLoadError, torch_load_error_text
 from .factory import get_backbone
 from .iresnet import IRESNET_LAYERS
 
@@ -35,10 +36,12 @@ def load_weights_file(path: str | Path) -> object:
     if not path.is_file():
         raise ModelLoadError(f"{path}: no such weights file")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pickle-protocol chatter; a failure is reported in one line below
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for corrupt / non-torch / unsafe files
         raise ModelLoadError(
-            f"{path}: not a readable PyTorch weights file (loaded with weights_only=True): {exc}"
+            f"{path}: not a readable PyTorch weights file (loaded with weights_only=True): {torch_load_error_text(exc)}"
         ) from exc
 
 

@@ -87,14 +87,35 @@ class TrainConfig:
         _check_values(self)
 
 
+_POSITIVE_INT = (lambda v: v >= 1, "a positive integer")
+_AT_LEAST_ZERO = (lambda v: v >= 0, "a number >= 0")
+# field -> (test, what is expected): the numeric fields a bad value of which would otherwise surface deep in
+# torch (a ValueError traceback), or not at all (a negative clip norm flips every gradient)
+_RANGES: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(("batch_size", "num_epoch", "gradient_acc", "max_num_classes", "embedding_size"), _POSITIVE_INT),
+    **dict.fromkeys(("weight_decay", "warmup_epoch", "num_workers", "verbose", "frequent", "checkpoint_every",
+                     "max_steps", "num_classes", "num_image", "margin_weight"), _AT_LEAST_ZERO),
+    "lr": (lambda v: v > 0, "a learning rate > 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a momentum in [0, 1)"),
+    "sample_rate": (lambda v: 0 < v <= 1, "a partial-FC sample rate in (0, 1]"),
+    "clip_grad_norm": (lambda v: v > 0, "a gradient-norm bound > 0"),
+}
+FACEBN_MODES = ("batch", "online", "calibrate")
+
+
 def _check_values(cfg: TrainConfig) -> None:
     if cfg.margin_mode not in ("insightface", "exact"):
         raise ConfigError(f"field `margin_mode`: expected 'insightface' or 'exact', got {cfg.margin_mode!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"field `optimizer`: expected 'sgd' or 'adamw', got {cfg.optimizer!r}")
-    for name in ("batch_size", "num_epoch", "gradient_acc", "max_num_classes"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"field `{name}`: expected a positive integer, got {getattr(cfg, name)}")
+    for name, (holds, expected) in _RANGES.items():
+        if not holds(getattr(cfg, name)):
+            raise ConfigError(f"field `{name}`: expected {expected}, got {getattr(cfg, name)!r}")
+    if cfg.facebn is not None and cfg.facebn not in FACEBN_MODES:
+        raise ConfigError(f"field `facebn`: expected None or one of {FACEBN_MODES}, got {cfg.facebn!r}")
+    for term, weight in cfg.distill_weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+            raise ConfigError(f"field `distill_weights`: weight of {term!r}: expected a number >= 0, got {weight!r}")
     for size in cfg.lr_sizes + cfg.val_sizes:
         if not 4 <= size <= 112:
             raise ConfigError(f"field `lr_sizes`/`val_sizes`: LR size {size} must be in 4..112 (HR input)")
@@ -233,9 +254,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
+DEFAULT_OUTPUT = "work_dirs/insightface_lr"  # output folder of a run without a config file or `output`
+
+
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a config file (or none: defaults) and apply command-line overrides on top."""
-    fields = read_config_file(path) if path is not None else {}
+    fields = read_config_file(path) if path is not None else {"output": DEFAULT_OUTPUT}
     source = str(path) if path is not None else "defaults"
     fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return build_config(fields, source=source)

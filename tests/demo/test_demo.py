@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from insightface_lr.demo.pipeline import DemoPipeline, _cell_fields
+from insightface_lr.demo.pipeline import DemoPipeline, _cell_fields, parse_cell
 from insightface_lr.demo.settings import TINY, make_settings
 from insightface_lr.demo.shifted import ShiftConfig, apply_shift, write_shifted_bin
 from insightface_lr.demo.summary import aggregate, check_claims, claim_text
@@ -20,7 +20,7 @@ METRIC_KEYS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "far", 
 
 def _numbers(results: dict) -> list:
     """Every evaluation number of a results.json, without timings."""
-    return [(r["method"], r["lr_size"], r["seed"], r["bin"], r["size"], r["facebn"],
+    return [(r["method"], r["lr_size"], r["seed"], r["regime"], r["bin"], r["size"], r["facebn"],
              *[json.dumps(r[k]) for k in METRIC_KEYS]) for r in results["records"]]
 
 
@@ -33,23 +33,30 @@ def tiny_run(tmp_path_factory):
 
 def test_tiny_run_writes_report_results_and_plots(tiny_run):
     out, summary = tiny_run
-    for name in ("report.md", "results.json", "accuracy_vs_resolution.png", "facebn_gain.png"):
+    for name in ("report.md", "results.json", "accuracy_vs_resolution.png", "facebn_gain.png",
+                 "accuracy_vs_resolution_subset.png", "facebn_gain_subset.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "accuracy_vs_resolution.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for name in ("train.rec", "train.idx", "test.bin", "shifted.bin"):
+    for name in ("train.rec", "train.idx", "test.bin", "shifted.bin", "subset/train.rec"):
         assert (out / "data" / name).is_file()
     results = json.loads((out / "results.json").read_text())
-    # every model (teacher, each student of each seed and size): both sets x every probe size x FaceBN off/on
-    expected = {("teacher", 112, None)} | {(m, z, 0) for m in TINY.methods for z in TINY.lr_sizes}
-    assert {(r["method"], r["lr_size"], r["seed"]) for r in results["records"]} == expected
+    # every model (teacher, each student of each seed, size and regime; other sizes in the first regime only):
+    # both sets x every probe size x FaceBN off/on
+    expected = {("teacher", 112, None, "teacher")} | {(m, 16, 0, r) for m in TINY.methods for r in TINY.regimes} \
+        | {(m, 12, 0, "same") for m in TINY.methods}
+    assert {(r["method"], r["lr_size"], r["seed"], r["regime"]) for r in results["records"]} == expected
     assert len(results["records"]) == len(expected) * 2 * len(TINY.eval_sizes) * 2
     assert all(r["status"] == "ok" and 0.0 <= r["accuracy_mean"] <= 1.0 for r in results["records"])
     report = (out / "report.md").read_text()
     assert "torch" in report and "wall time" in report and "| aird |" in report
-    assert "## Trained and probed at 12 px" in report and "## Sweep: shifted.bin, students trained at 12 px" in report
+    assert "## Trained and probed at 12 px" in report and "## Sweep: shifted, students trained at 12 px" in report
+    assert "## Headline: trained and probed at 16 px, regime subset" in report
     assert results["run"]["hardware"]["cpu_count"] >= 1
     # the shared teacher cache: the students link one folder instead of each computing their own
     assert (out / "students" / "aird_16px_s0" / "teacher_cache").resolve() == (out / "cache" / "teacher").resolve()
+    # ... one per (teacher, data): the subset students share theirs
+    assert (out / "students" / "aird_16px_s0_subset" / "teacher_cache").resolve() == \
+        (out / "cache" / "teacher_subset").resolve()
 
 
 def test_second_run_reproduces_numbers_and_resume_skips_finished_stages(tiny_run, tmp_path):
@@ -159,11 +166,13 @@ def test_task_order_builds_each_shared_cache_once_before_its_users():
     names = pipeline.model_names()
     ready, waiting = task_order(pipeline, names)
     followers = [n for group in waiting.values() for n in group]
-    assert sorted(ready + followers) == sorted(names) and len(ready + followers) == 1 + 28
-    assert ready[:2] == ["kd_16px_s0", "bridge_16px_s0"]  # the two caches' builders start first
-    assert sorted(waiting) == ["bridge_16px_s0", "kd_16px_s0"]  # only builders release anything
-    assert all(pipeline.cache_of(n) is None for n in ready[2:])  # then every cache-free task, teacher first
-    assert ready[2] == "teacher"
+    assert sorted(ready + followers) == sorted(names) and len(ready + followers) == 1 + 49
+    # the four caches' builders start first: (teacher, bridge network) x (same, subset data)
+    builders = ["kd_16px_s0", "bridge_16px_s0", "kd_16px_s0_subset", "bridge_16px_s0_subset"]
+    assert ready[:4] == builders
+    assert sorted(waiting) == sorted(builders)  # only builders release anything
+    assert all(pipeline.cache_of(n) is None for n in ready[4:])  # then every cache-free task, teacher first
+    assert ready[4] == "teacher"
     for builder, group in waiting.items():
         assert {pipeline.cache_of(n) for n in group} == {pipeline.cache_of(builder)}
     with pytest.raises(ConfigError, match="jobs"):
@@ -252,10 +261,16 @@ def test_aggregate_and_claims_against_hand_numbers():
 
 def test_settings_cells_and_names():
     cells = make_settings("full").student_cells()
-    assert len(cells) == 7 * 3 + 7  # 16 px: every seed; 12 px: the first seed
-    assert cells[0] == ("none", 16, 0) and ("aird", 12, 0) in cells and ("aird", 12, 1) not in cells
-    assert len(make_settings("quick").student_cells()) == 7  # 16 px, one seed
-    assert _cell_fields("ccface_12px_s2") == {"method": "ccface", "lr_size": 12, "seed": 2}
+    assert len(cells) == 7 * 3 * 2 + 7  # 16 px: every seed and regime; 12 px: the first seed and regime
+    assert cells[0] == ("none", 16, 0, "same") and ("aird", 12, 0, "same") in cells
+    assert ("aird", 12, 1, "same") not in cells and ("aird", 12, 0, "subset") not in cells
+    assert ("rkd", 16, 2, "subset") in cells
+    assert len(make_settings("quick").student_cells()) == 7 * 2  # 16 px, one seed, two regimes
+    assert _cell_fields("ccface_12px_s2") == {"method": "ccface", "lr_size": 12, "seed": 2, "regime": "same",
+                                              "epochs": 0, "weight": None}
+    for name in ("ccface_12px_s2", "aird_16px_s0_subset_e5", "kd_16px_s100_subset_w4", "none_16px_s1_e10"):
+        assert parse_cell(name).name == name  # names and cells are one-to-one
+    assert parse_cell("kd_16px_s100_subset_w4").weight == 4.0 and parse_cell("none_16px_s1_e10").epochs == 10
     with pytest.raises(ConfigError):
         make_settings("full", methods=("aird", "nope"))
     with pytest.raises(ConfigError):

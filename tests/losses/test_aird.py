@@ -108,7 +108,7 @@ def test_relation_over_a_bank_splits_the_batch_exactly(sample, identity_aware: b
 
 
 def test_aird_module_matches_numpy(sample) -> None:
-    term = AIRDLoss(DistillDims(3, 3, 5), alpha=0.5, beta=2.0, tau=3.0, tau_r=0.2, scale=10.0).double()
+    term = AIRDLoss(DistillDims(3, 3, 5), alpha=0.5, beta=2.0, lambda_p=1.0, tau=3.0, tau_r=0.2, scale=10.0).double()
     inputs = DistillInputs(
         t64(sample["fs"]), t64(sample["ft"]), torch.tensor(sample["labels"]), teacher_centres=t64(sample["w"])
     )
@@ -220,3 +220,17 @@ def test_config_errors() -> None:
         AIRDLoss(DistillDims(4, 4, 2))(
             DistillInputs(torch.randn(2, 4), torch.randn(2, 5), torch.tensor([0, 1]))
         )
+
+
+def test_default_aird_is_embedding_plus_relation_without_prediction(sample) -> None:
+    """The default AIRD has no prediction (KD) term even when teacher centres are given: its loss is the
+    instance embedding cosine + the relation KL, computed here by hand in numpy."""
+    term = AIRDLoss(DistillDims(3, 3, 5)).double()
+    assert not term.uses_teacher_centres and AIRDLoss(DistillDims(3, 3, 5), lambda_p=0.5).uses_teacher_centres
+    inputs = DistillInputs(t64(sample["fs"]), t64(sample["ft"]), torch.tensor(sample["labels"]),
+                           teacher_centres=t64(sample["w"]))
+    out = term(inputs)
+    cos = np.sum(np_unit(sample["fs"]) * np_unit(sample["ft"]), axis=1)
+    by_hand = float(np.mean(1 - cos)) + np_relation(sample["fs"], sample["ft"], 0.1)
+    assert out["instance_pred"].item() == 0.0
+    assert out["loss"].item() == pytest.approx(by_hand, rel=1e-9)

@@ -80,8 +80,11 @@ def test_kd_matches_numpy(sample) -> None:
     out = term(make_inputs(sample))
     assert out["kd"].item() == pytest.approx(np_kd(zs, zt, 3.0), rel=1e-10)
     assert out["loss"].item() == pytest.approx(0.5 * np_kd(zs, zt, 3.0), rel=1e-10)
-    # the student's own cosine logits take precedence when given
-    out = term(make_inputs(sample, logits=True))
+    # logits="teacher" (default) ignores student logits even when given; "student" (Hinton's form) uses them
+    assert term(make_inputs(sample, logits=True))["kd"].item() == pytest.approx(np_kd(zs, zt, 3.0), rel=1e-10)
+    own = HintonKDLoss(DistillDims(3, 3, 5), tau=3.0, scale=10.0, alpha=0.5, logits="student").double()
+    assert own.uses_student_logits and not term.uses_student_logits
+    out = own(make_inputs(sample, logits=True))
     assert out["kd"].item() == pytest.approx(np_kd(10.0 * sample["logits"], zt, 3.0), rel=1e-10)
 
 
@@ -89,7 +92,11 @@ def test_kd_errors(sample) -> None:
     inputs = make_inputs(sample, logits=True)
     inputs.student_logits = inputs.student_logits[:, :3]
     with pytest.raises(ConfigError, match="student_logits"):
-        HintonKDLoss(DistillDims(3, 3, 5)).double()(inputs)
+        HintonKDLoss(DistillDims(3, 3, 5), logits="student").double()(inputs)
+    with pytest.raises(ConfigError, match="student's classifier logits"):
+        HintonKDLoss(DistillDims(3, 3, 5), logits="student").double()(make_inputs(sample))
+    with pytest.raises(ConfigError, match="logits must be"):
+        HintonKDLoss(DistillDims(3, 3, 5), logits="mine")
     inputs = make_inputs(sample)
     inputs.teacher_centres = None
     with pytest.raises(ConfigError, match="needs teacher_centres"):
@@ -141,7 +148,7 @@ def test_gradcheck(sample) -> None:
         )["loss"]
         assert torch.autograd.gradcheck(call, (x,)), term.name
     logits = inputs.student_logits = torch.tensor(sample["logits"], requires_grad=True)
-    kd = HintonKDLoss(DistillDims(3, 3, 5), tau=2.0, scale=5.0).double()
+    kd = HintonKDLoss(DistillDims(3, 3, 5), tau=2.0, scale=5.0, logits="student").double()
     call = lambda z: kd(
         DistillInputs(inputs.student, inputs.teacher, inputs.labels, inputs.teacher_centres, z)
     )["loss"]

@@ -241,3 +241,111 @@ def test_usage_errors() -> None:
         FaceBN(model, mode="calibrate").calibrate(torch.randn(2, 3, 6, 6))
     with pytest.raises(DataFormatError, match="batch 0"):
         FaceBN(model, mode="calibrate").calibrate([torch.randn(3, 6, 6)])
+
+
+# --- prior-mixed statistics (Schneider et al. 2020) ----------------------------------------------------
+def hand_prior_forward(model: nn.Sequential, x: torch.Tensor, strength: float) -> torch.Tensor:
+    """Layer by layer: each BN2d normalises with ``(N * source + B * batch) / (N + B)`` (means and biased
+    variances mixed separately), BN1d with its source statistics (not adapted by default)."""
+    h, b = x, x.shape[0]
+    for i, layer in enumerate(model):
+        if isinstance(layer, nn.BatchNorm2d):
+            (mean_s, var_s), (mean_b, var_b) = source(model, i), batch_moments(h)
+            mean = (strength * mean_s + b * mean_b) / (strength + b)
+            var = (strength * var_s + b * var_b) / (strength + b)
+            h = affine(layer, h, mean, var)
+        elif isinstance(layer, nn.BatchNorm1d):
+            h = affine(layer, h, *source(model, i))
+        elif not isinstance(layer, nn.Dropout):
+            h = layer(h)
+    return h
+
+
+@pytest.mark.parametrize("strength", [1.0, 6.0, 100.0])
+def test_prior_mode_equals_hand_mix_per_layer(strength: float) -> None:
+    model = tiny_model()
+    x = torch.randn(6, 3, 5, 5) * 1.5 - 0.3
+    with torch.no_grad():
+        out = FaceBN(model, mode="prior", prior_strength=strength)(x)
+        expected = hand_prior_forward(model, x, strength)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_prior_mix_hand_numbers_and_limits() -> None:
+    from insightface_lr.models.facebn import prior_mix
+
+    s_mean, s_var = torch.tensor([0.0, 2.0]), torch.tensor([1.0, 4.0])
+    t_mean, t_var = torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.0])
+    mean, var = prior_mix(s_mean, s_var, t_mean, t_var, prior_strength=3.0, n=1)  # weights 3/4 source, 1/4 target
+    torch.testing.assert_close(mean, torch.tensor([0.25, 1.0]))
+    torch.testing.assert_close(var, torch.tensor([1.5, 3.0]))
+    at_n0 = prior_mix(s_mean, s_var, t_mean, t_var, 5.0, 0)  # no target face: the source, exactly
+    at_big0 = prior_mix(s_mean, s_var, t_mean, t_var, 0.0, 7)  # no prior: the target, exactly
+    assert torch.equal(at_n0[0], s_mean) and torch.equal(at_n0[1], s_var)
+    assert torch.equal(at_big0[0], t_mean) and torch.equal(at_big0[1], t_var)
+
+
+def test_prior_mode_limits_are_batch_and_source() -> None:
+    model = tiny_model()
+    x = torch.randn(5, 3, 6, 6) * 2 + 1
+    with torch.no_grad():
+        as_batch = FaceBN(model, mode="prior", prior_strength=0.0)(x)
+        batch = FaceBN(model, mode="batch")(x)
+        near_source = FaceBN(model, mode="prior", prior_strength=1e12)(x)
+        plain = copy.deepcopy(model).eval()(x)
+    torch.testing.assert_close(as_batch, batch, rtol=1e-5, atol=1e-5)  # N = 0: the batch's own statistics
+    torch.testing.assert_close(near_source, plain, rtol=1e-5, atol=1e-5)  # n << N: the source statistics
+
+
+def test_calibrate_with_prior_mixes_the_pass_with_the_source() -> None:
+    model = tiny_model()
+    faces = [torch.randn(4, 3, 6, 6) + 0.5, torch.randn(3, 3, 6, 6) - 0.2]
+    with torch.no_grad():
+        pure = FaceBN(model, mode="calibrate").calibrate(faces).statistics()
+        mixed = FaceBN(model, mode="calibrate", prior_strength=21.0).calibrate(faces).statistics()
+    w = 21.0 / (21.0 + 7)  # 7 calibration faces
+    for name, (mean, var) in mixed.items():
+        s_mean, s_var = source(model, int(name))
+        torch.testing.assert_close(mean, w * s_mean + (1 - w) * pure[name][0])
+        torch.testing.assert_close(var, w * s_var + (1 - w) * pure[name][1])
+
+
+def test_prior_mode_refuses_bad_strength_and_single_face_without_prior() -> None:
+    model = tiny_model()
+    for bad in (-1.0, float("nan"), True):
+        with pytest.raises(ConfigError, match="prior_strength"):
+            FaceBN(model, mode="prior", prior_strength=bad)
+    with pytest.raises(ConfigError, match="batch size >= 2"):
+        FaceBN(model, mode="prior", prior_strength=0.0)(torch.randn(1, 3, 6, 6))
+    with torch.no_grad():
+        FaceBN(model, mode="prior", prior_strength=8.0)(torch.randn(1, 3, 6, 6))  # a prior makes one face fine
+    with pytest.raises(ConfigError, match="calibrate"):
+        FaceBN(model, mode="prior", prior_strength=8.0).calibrate([torch.randn(2, 3, 6, 6)])
+
+
+def test_calibrate_passes_converge_and_stop_depending_on_the_batch_size() -> None:
+    """A second pass normalises with the first pass's statistics, fixed: layer 1 is exact in every pass, and
+    from pass 2 on the statistics of the set batched by 2 and by 12 agree far better than after one pass."""
+    model = tiny_model()
+    torch.manual_seed(5)
+    faces = torch.randn(12, 3, 6, 6) * 1.3 + 0.4
+    by = lambda size: [faces[i:i + size] for i in range(0, 12, size)]  # noqa: E731
+    with torch.no_grad():
+        one = [FaceBN(model, mode="calibrate").calibrate(by(b)).statistics() for b in (2, 12)]
+        three = [FaceBN(model, mode="calibrate").calibrate(by(b), passes=3).statistics() for b in (2, 12)]
+        # layer 1 (index "1") sees the raw faces: exact moments whatever the batching or passes
+        exact = batch_moments(model[0](faces))
+    for stats in one + three:
+        torch.testing.assert_close(stats["1"][0], exact[0], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(stats["1"][1], exact[1], rtol=1e-5, atol=1e-6)
+    gap = lambda pair: (pair[0]["4"][1] - pair[1]["4"][1]).abs().max().item()  # noqa: E731
+    assert gap(three) < 0.2 * gap(one)
+    # pass 2's second layer by hand: the first layer normalised with pass 1's (exact) statistics
+    with torch.no_grad():
+        two = FaceBN(model, mode="calibrate").calibrate(by(4), passes=2).statistics()
+        h = torch.relu(affine(model[1], model[0](faces), *exact))
+        expected = batch_moments(model[3](h))
+    torch.testing.assert_close(two["4"][0], expected[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(two["4"][1], expected[1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="re-iterable"):
+        FaceBN(model, mode="calibrate").calibrate(iter(by(4)), passes=2)

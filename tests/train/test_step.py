@@ -15,7 +15,8 @@ from helpers_train import run_cli, tiny_args
 from torch import nn
 
 from insightface_lr.data.degrade import DegradeConfig, degrade_to_size
-from insightface_lr.losses.distiller import Distiller, DistillInputs, DistillTerm
+from insightface_lr.losses.baselines import HintonKDLoss
+from insightface_lr.losses.distiller import DistillDims, Distiller, DistillInputs, DistillTerm
 from insightface_lr.losses.margin import build_head_from_margin_list
 from insightface_lr.losses.partial_fc import ShardedMarginClassifier
 from insightface_lr.train.distributed import DistContext
@@ -173,3 +174,22 @@ def test_distiller_aggregates_the_term_flags() -> None:
     asks = Distiller({"a": Recorder(), "b": AsksLogits()})
     assert asks.uses_student_logits and not asks.uses_student_hr
     assert not DistillTerm.uses_student_logits and not DistillTerm.uses_student_hr
+
+
+def test_kd_on_the_students_own_logits_trains_through_the_trainer(tiny_data, plugin_dir, tiny_teacher,
+                                                                   tmp_path) -> None:
+    """``{"kd": {"logits": "student"}}`` asks the step for the student's classifier cosines (Hinton's form);
+    the default kd does not, and the two train differently from the first step."""
+    losses = {}
+    for logits in ("student", "teacher"):
+        out = tmp_path / f"kd_{logits}"
+        args = tiny_args(tiny_data, out, "--distill", "kd", "--teacher", str(tiny_teacher), "--max-steps", "3",
+                         "--set", f"loss={{'kd': {{'logits': '{logits}'}}}}")
+        result = run_cli(args, plugin_dir)
+        assert result.returncode == 0, result.stderr
+        steps = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        assert [s["step"] for s in steps] == [1, 2, 3] and all(s["kd/kd"] > 0 for s in steps)
+        losses[logits] = steps[0]["kd/kd"]
+    assert losses["student"] != pytest.approx(losses["teacher"], rel=1e-6)
+    assert make_step(HintonKDLoss(DistillDims(D, D, C), logits="student"))[0].distiller.uses_student_logits
+    assert not make_step(HintonKDLoss(DistillDims(D, D, C)))[0].distiller.uses_student_logits

@@ -1,0 +1,86 @@
+"""``demo --faces``: the same pipeline on a user's image folder and .bin (tiny synthetic faces stand in for
+real ones): identity splits, tuning on val.bin, budgets, both regimes, report, resume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from insightface_lr.data.image_codec import encode_jpeg
+from insightface_lr.data.synthetic import SyntheticFaceConfig, generate_faces, write_synthetic_dataset
+from insightface_lr.demo.pipeline import DemoPipeline
+from insightface_lr.demo.settings import make_settings
+from insightface_lr.errors import ConfigError
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("real")
+    faces = root / "faces"
+    images, labels = generate_faces(SyntheticFaceConfig(num_identities=10, images_per_identity=4, seed=3))
+    for k, (image, label) in enumerate(zip(images, labels.tolist(), strict=True)):
+        folder = faces / f"person_{label:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{k:03d}.jpg").write_bytes(encode_jpeg(image))
+    test_bin = write_synthetic_dataset(root / "bins", train_ids=2, test_ids=4, images_per_identity=3, pairs=20,
+                                       seed=5).test_bin
+    settings = make_settings("tiny", faces=str(faces), test_bins=(str(test_bin),), val_fraction=0.3,
+                             val_pairs_per_fold=2, tune_weights=(1.0, 4.0), budget_epochs=(1,), student_epochs=2,
+                             methods=("none", "aird"), lr_sizes=(16,), facebn_extra=("prior:16", "calibrate"))
+    out = root / "out"
+    summary = DemoPipeline(out, settings, device="cpu", progress=False).run()
+    return out, settings, summary
+
+
+def test_real_mode_splits_identities_tunes_on_val_and_reports_both_regimes(real_run):
+    out, settings, summary = real_run
+    data = json.loads((out / "data" / "complete.json").read_text())
+    assert data["identities"] == 10 and data["val_identities"] == 3 and data["train_identities"] == 7
+    assert data["subset_identities"] == 4  # round(0.5 * 7)
+    results = json.loads((out / "results.json").read_text())
+    # tuning: every distilling method, every weight, on val only; the choice is the best val accuracy
+    choice = results["tuning"]["aird"]
+    assert set(choice["candidates"]) == {"1", "4"}
+    assert choice["val_accuracy"] == max(choice["candidates"].values())
+    assert "none" not in results["tuning"]
+    tuned = [r for r in results["records"] if r["weight"] is not None]
+    assert tuned and {r["bin"] for r in tuned} == {"val"} and {r["regime"] for r in tuned} == {"subset"}
+    # the final students were trained with the chosen weight
+    bins = {r["bin"] for r in results["records"] if r["weight"] is None}
+    assert bins == {"test", "val"}  # the user's test set by its own name, and the validation split
+    regimes = {(r["method"], r["regime"]) for r in results["records"] if r["weight"] is None and not r["epochs"]}
+    assert {("aird", "same"), ("aird", "subset"), ("none", "same"), ("none", "subset")} <= regimes
+    assert {r["facebn"] for r in results["records"] if r["weight"] is None} == {"off", "batch", "prior:16",
+                                                                                 "calibrate"}
+    budgets = {(r["method"], r["regime"], r["epochs"]) for r in results["records"] if r["epochs"]}
+    assert budgets == {(m, g, 1) for m in ("none", "aird") for g in ("same", "subset")}
+    report = (out / "report.md").read_text()
+    for heading in ("## Tuning", "## Budgets", "## FaceBN modes: test, regime subset", "regime subset"):
+        assert heading in report
+    assert "Real faces:" in report and "val.bin" in report
+
+
+def test_real_mode_resumes_without_redoing_anything(real_run):
+    out, settings, summary = real_run
+    again = DemoPipeline(out, settings, device="cpu", progress=False)
+    result = again.run()
+    assert again.ran == []
+    key = lambda rs: sorted(json.dumps(r["accuracy_mean"]) + r["bin"] + str(r["weight"]) for r in rs)  # noqa: E731
+    assert key(result["records"]) == key(summary["records"])
+
+
+def test_real_mode_settings_errors(tmp_path):
+    with pytest.raises(ConfigError, match="--test-bin"):
+        make_settings("real", faces=str(tmp_path))
+    with pytest.raises(ConfigError, match="validation split"):
+        make_settings("tiny", tune_weights=(1.0,))
+    with pytest.raises(ConfigError, match="student-fraction"):
+        make_settings("tiny", student_fraction=1.0)
+
+
+def test_cli_demo_flags_need_faces(tmp_path, capsys):
+    from insightface_lr.cli import main
+
+    assert main(["demo", "--test-bin", "x.bin", "--out", str(tmp_path / "o")]) == 2
+    assert "--faces" in capsys.readouterr().err
