@@ -148,17 +148,29 @@ def configure_threads(threads: int | None = None) -> int:
 def command_threads(command: str, threads: int | None = None) -> Iterator[int]:
     """Run a command body with ``threads`` torch threads (None: :func:`default_threads`, said on stdout when
     that is fewer than the cores), restoring the caller's count afterwards (in-process callers, tests)."""
+    if "torch" not in sys.modules:
+        # a command's pre-flight checks (output paths, flags) run before torch is imported, in seconds: pass
+        # the count to torch's start-up instead of importing it here (OMP_NUM_THREADS sizes its intra-op pool)
+        count = int(threads) if threads else default_threads()
+        os.environ["OMP_NUM_THREADS"] = str(count)
+        _say_threads(command, threads, count)
+        yield count
+        return
     import torch
 
     before = torch.get_num_threads()
     count = configure_threads(threads)
-    if not threads and count < usable_cores():
-        print(f"insightface-lr {command}: other processes keep {usable_cores() - count} of {usable_cores()} "
-              f"cores busy, so {count} torch thread(s) (--threads N to choose)", flush=True)
+    _say_threads(command, threads, count)
     try:
         yield count
     finally:
         torch.set_num_threads(before)
+
+
+def _say_threads(command: str, threads: int | None, count: int) -> None:
+    if not threads and count < usable_cores():
+        print(f"insightface-lr {command}: other processes keep {usable_cores() - count} of {usable_cores()} "
+              f"cores busy, so {count} torch thread(s) (--threads N to choose)", flush=True)
 
 
 def ort_session_options(threads: int | None = None) -> Any:

@@ -69,7 +69,7 @@ def cli_run(assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval_out")
     argv = ["eval", "--model", f"tiny={assets['student']}", "--bins", str(assets["bin"]), "--sizes",
             ",".join(map(str, SIZES)), "--facebn", "--out", str(out), "--batch-size", "16", "--device", "cpu",
-            "--quiet", "--roc-size", "8"]
+            "--quiet", "--roc-size", "8", "--threads", "1"]  # the direct reference runs on 1 thread (conftest)
     import contextlib
     import io
 

@@ -131,7 +131,9 @@ def test_unwritable_output_is_refused_before_torch_is_imported(hostile, tiny_dat
     """Before: a whole epoch of training, then a NotADirectoryError traceback. Now the check runs before the
     heavy imports: well under a second of CPU."""
     code = ("import sys; from insightface_lr.cli import main; "
-            f"rc = main(['train', '--rec', {str(tiny_data)!r}, '--output', {str(hostile / 'afile' / 'run')!r}]); "
+            # --threads 1: on a busy box the default count is said on stdout, which this test reads
+            f"rc = main(['train', '--rec', {str(tiny_data)!r}, '--output', {str(hostile / 'afile' / 'run')!r}, "
+            "'--threads', '1']); "
             "print(rc, 'torch' in sys.modules)")
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], env=cli_env, capture_output=True, text=True,
