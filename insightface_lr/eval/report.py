@@ -39,21 +39,30 @@ DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
 FACEBN_MODES = ("off", "batch", "online", "calibrate", "prior")
 
 
-def facebn_spec(mode: str) -> tuple[str, float]:
-    """``"prior:64"`` -> ``("prior", 64.0)``: a FaceBN mode with its prior strength N (Schneider et al. 2020);
+def facebn_spec(mode: str) -> tuple[str, float, float]:
+    """``"prior:64"`` -> ``("prior", 64.0, 1.0)``: a FaceBN mode, its prior strength N (Schneider et al. 2020)
+    and its depth (the fraction of BN layers that adapt, ``"calibrate@0.25"``; default every layer).
     ``"calibrate:N"`` mixes the calibration pass with the source the same way. Bare names have N = 0, except
     ``prior`` (a bare prior is :data:`DEFAULT_PRIOR`)."""
-    name, _, strength = str(mode).partition(":")
-    if name not in FACEBN_MODES or (strength and name not in ("prior", "calibrate")):
+    text, _, depth_text = str(mode).partition("@")
+    name, _, strength = text.partition(":")
+    if name not in FACEBN_MODES or (strength and name not in ("prior", "calibrate")) or (depth_text and name == "off"):
         raise ConfigError(f"facebn mode: expected one of {FACEBN_MODES} (prior:N / calibrate:N with a prior "
-                          f"strength N >= 0), got {mode!r}")
-    try:
-        value = float(strength) if strength else (DEFAULT_PRIOR if name == "prior" else 0.0)
-    except ValueError:
-        value = -1.0
+                          f"strength N >= 0; @D the fraction D of BN layers that adapt), got {mode!r}")
+    value, depth = _number(strength, DEFAULT_PRIOR if name == "prior" else 0.0), _number(depth_text, 1.0)
     if not value >= 0.0:
         raise ConfigError(f"facebn mode {mode!r}: the prior strength N must be a number >= 0")
-    return name, value
+    if not 0.0 < depth <= 1.0:
+        raise ConfigError(f"facebn mode {mode!r}: the depth D after '@' must be a fraction in (0, 1]")
+    return name, value, depth
+
+
+def _number(text: str, default: float) -> float:
+    """``float(text)``; ``default`` for an empty text, NaN (refused by every range check) for a bad one."""
+    try:
+        return float(text) if text else default
+    except ValueError:
+        return float("nan")
 
 
 DEFAULT_PRIOR = 64.0
@@ -203,14 +212,16 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
 
 def facebn_fn(model: EvalModel, mode: str, momentum: float = 0.1, include_bn1d: bool = False,
               calibration: Iterable[torch.Tensor] | None = None, passes: int = 1):
-    """``x -> embeddings`` through a fresh FaceBN of ``model.module`` (``mode`` may carry a prior, ``prior:64``);
+    """``x -> embeddings`` through a fresh FaceBN of ``model.module`` (``mode`` may carry a prior and a depth,
+    ``prior:64``, ``calibrate@0.25``);
     ``calibration`` (normalised batches, as the evaluation will see them; re-iterable when ``passes > 1``) is
     passed first in ``calibrate`` mode."""
     from ..models.facebn import FaceBN
 
     assert model.module is not None
-    mode, strength = facebn_spec(mode)
-    facebn = FaceBN(model.module, mode=mode, momentum=momentum, include_bn1d=include_bn1d, prior_strength=strength)
+    mode, strength, depth = facebn_spec(mode)
+    facebn = FaceBN(model.module, mode=mode, momentum=momentum, include_bn1d=include_bn1d, prior_strength=strength,
+                    depth=depth)
     if mode == "calibrate":
         facebn.calibrate(calibration if calibration is not None else [], passes=passes)
 

@@ -354,3 +354,16 @@ def test_probe_sizes_above_the_hr_face_are_refused() -> None:
     with pytest.raises(ConfigError, match=r"--sizes: probe size\(s\) \[1000, 200\] px are above the 112-px HR face"):
         SweepConfig(sizes=(16, 1000, 200))
     assert SweepConfig(sizes=(112, 8)).sizes == (112, 8)
+
+
+def test_facebn_spec_reads_prior_and_depth_and_refuses_the_rest() -> None:
+    from insightface_lr.eval.report import facebn_spec
+
+    assert facebn_spec("batch") == ("batch", 0.0, 1.0)
+    assert facebn_spec("prior") == ("prior", 64.0, 1.0)  # a bare prior is DEFAULT_PRIOR
+    assert facebn_spec("calibrate:2400") == ("calibrate", 2400.0, 1.0)
+    assert facebn_spec("calibrate@0.25") == ("calibrate", 0.0, 0.25)
+    assert facebn_spec("prior:16@0.5") == ("prior", 16.0, 0.5)
+    for bad in ("calibrate@0", "calibrate@1.5", "calibrate@x", "off@0.5", "batch:3", "prior:-1", "bn"):
+        with pytest.raises(ConfigError):
+            facebn_spec(bad)

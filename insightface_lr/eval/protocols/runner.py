@@ -22,7 +22,7 @@ import torch
 from ...devices import resolve_device
 from ...errors import ConfigError
 from ..model_loading import EvalModel, load_eval_model
-from ..report import FACEBN_MODES, _model_info, facebn_fn, hardware_info
+from ..report import FACEBN_MODES, _model_info, facebn_fn, facebn_spec, hardware_info
 from . import get_protocol
 from .base import Benchmark, Protocol
 from .embed import EmbedOptions, calibration_batches, embed_set, inference_fn, model_digest, set_cache
@@ -43,8 +43,10 @@ class ProtocolConfig:
         bad = [s for s in self.sizes if s != "native" and not (isinstance(s, int) and s >= 1)]
         if not self.sizes or bad:
             raise ConfigError(f"--sizes: expected 'native' and/or positive pixel sizes, got {list(self.sizes)}")
-        if not self.facebn_modes or any(m not in FACEBN_MODES for m in self.facebn_modes):
+        if not self.facebn_modes:
             raise ConfigError(f"facebn modes: expected values of {FACEBN_MODES}, got {self.facebn_modes!r}")
+        for mode in self.facebn_modes:
+            facebn_spec(mode)  # prior:N, calibrate:N and @D forms too; ConfigError naming the mode
         if self.batch_size < 2 or self.workers < 0:
             raise ConfigError(f"--batch-size >= 2 and --workers >= 0 expected, got {self.batch_size}, {self.workers}")
 
@@ -84,9 +86,10 @@ def protocol_cell(spec: Protocol, bench: Benchmark, model: EvalModel, weights: s
     tic = time.perf_counter()
     side = model.input_size if size == "native" else int(size)
     probe_sets = [s for s in bench.sets if s.probe_side]
+    calibrates = mode != "off" and facebn_spec(mode)[0] == "calibrate"
     probe_fn = _lazy(lambda: plain if mode == "off" else facebn_fn(
         model, mode, cfg.momentum, cfg.include_bn1d,
-        calibration_batches(probe_sets, side, model.input_size, opts) if mode == "calibrate" else None))
+        calibration_batches(probe_sets, side, model.input_size, opts) if calibrates else None))
     embeddings: dict[str, np.ndarray] = {}
     for face_set in bench.sets:
         probe = face_set.probe_side
