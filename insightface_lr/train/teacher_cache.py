@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.pixels import normalize_uint8
 from ..errors import ConfigError
 from ..file_lock import exclusive_lock
 
@@ -65,11 +66,6 @@ def cache_key(teacher_checksum: str, data_checksum: str, input_size: int, dtype:
     if dtype != "float32":  # float32 keeps the key of the first (float32-only) caches: those are read as they are
         text += f"|{dtype}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[B,3,H,W]`` RGB -> float InsightFace input ``(x/255 - 0.5) / 0.5``."""
-    return images.float().div_(127.5).sub_(1.0)
 
 
 class TeacherCache:

@@ -349,3 +349,35 @@ def test_calibrate_passes_converge_and_stop_depending_on_the_batch_size() -> Non
     torch.testing.assert_close(two["4"][1], expected[1], rtol=1e-5, atol=1e-6)
     with pytest.raises(ConfigError, match="re-iterable"):
         FaceBN(model, mode="calibrate").calibrate(iter(by(4)), passes=2)
+
+
+@pytest.mark.parametrize("mode", ["batch", "calibrate"])
+def test_depth_adapts_the_first_layers_only_and_keeps_source_stats_below(mode: str) -> None:
+    """tiny_model has two BN2d layers: depth 0.5 adapts the first; the second keeps its running stats."""
+    model = tiny_model()
+    x = torch.randn(6, 3, 5, 5) * 1.5 - 0.3
+    with torch.no_grad():
+        facebn = FaceBN(model, mode=mode, depth=0.5)
+        if mode == "calibrate":
+            facebn.calibrate([x])  # one batch: the pass's exact statistics are the batch's own
+        out = facebn(x)
+        expected = hand_forward(model, x, {4: source(model, 4), 8: source(model, 8)})
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+    assert set(facebn.statistics()) == {"1"}  # only the adapted layer has a bank
+
+
+def test_depth_one_is_every_layer_and_the_count_rounds_up() -> None:
+    from insightface_lr.models.facebn import adapted_count
+
+    model = tiny_model()
+    x = torch.randn(5, 3, 6, 6) * 2 + 1
+    with torch.no_grad():
+        torch.testing.assert_close(FaceBN(model, depth=1.0)(x), FaceBN(model)(x), rtol=0, atol=0)
+    assert [adapted_count(18, d) for d in (0.01, 1 / 18, 3 / 18, 0.25, 0.5, 1.0)] == [1, 1, 3, 5, 9, 18]
+    assert len(FaceBN(model, depth=0.01, include_bn1d=True).statistics()) == 1  # at least one layer adapts
+
+
+def test_depth_outside_zero_one_is_refused() -> None:
+    for bad in (0.0, -0.5, 1.5, float("nan"), True):
+        with pytest.raises(ConfigError, match="depth"):
+            FaceBN(tiny_model(), depth=bad)

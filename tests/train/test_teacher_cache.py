@@ -14,13 +14,13 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from insightface_lr.data.pixels import normalize_uint8
 from insightface_lr.errors import ConfigError
 from insightface_lr.train import teacher_cache
 from insightface_lr.train.teacher_cache import (
     cache_key,
     default_cache_dir,
     file_fingerprint,
-    normalize_uint8,
     open_or_build_cache,
 )
 
