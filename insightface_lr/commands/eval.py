@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="eval_report", help="output folder (default: eval_report)")
     parser.add_argument("--batch-size", type=int, default=64, help="inference batch (also FaceBN's statistics)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present)")
+    parser.add_argument("--plugins", type=_modules, default=(), metavar="MODULE[,...]",
+                        help="modules to import first, so that they register their backbones (a student.pt "
+                             "records its own and imports them when its network is unknown)")
     parser.add_argument("--network", help="backbone name for a backbone.pth whose network cannot be inferred")
     parser.add_argument("--roc-size", type=int, help="probe size of the ROC plot (default: the smallest size)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -89,7 +92,14 @@ def parse_facebn(value: str | None) -> tuple[str, ...]:
     return ("off", *dict.fromkeys(modes))
 
 
+def _modules(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..registry import import_plugins
+
+    import_plugins(args.plugins)
     from ..errors import ConfigError
     from ..eval.model_loading import load_eval_model, resolve_device
 

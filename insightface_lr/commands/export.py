@@ -16,6 +16,9 @@ _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="student .pt (save_student), or an arcface_torch backbone.pth / checkpoint")
+    parser.add_argument("--plugins", type=_modules, default=(), metavar="MODULE[,...]",
+                        help="modules to import first, so that they register their backbones (a student.pt "
+                             "records its own and imports them when its network is unknown)")
     parser.add_argument("--network", help="backbone name for a backbone.pth (inferred from its keys if omitted)")
     parser.add_argument("--out", help="output .onnx file")
     parser.add_argument("--package", metavar="DIR", help="also write an insightface model package here")
@@ -32,7 +35,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm nodes in the graph")
 
 
+def _modules(text: str) -> tuple[str, ...]:
+    return tuple(m.strip() for m in text.split(",") if m.strip())
+
+
 def run(args: argparse.Namespace) -> int:
+    from ..registry import import_plugins
+
+    import_plugins(args.plugins)
     from ..errors import ConfigError
     from ..models.export import export_model_package, export_onnx
     from ..models.teacher import load_model_file

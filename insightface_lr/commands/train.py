@@ -7,6 +7,8 @@ CONFIG is an arcface_torch config file, unchanged; flags override its fields (``
 from __future__ import annotations
 
 import argparse
+import signal
+import sys
 
 
 def _sizes(text: str) -> tuple[int, ...]:
@@ -31,10 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-epoch", type=int)
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"))
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
+    parser.add_argument("--resume", action="store_true", default=None,
+                        help="continue the run in --output from its last checkpoint (refused if the config "
+                             "changes a training field)")
+    parser.add_argument("--overwrite", action="store_true", default=None,
+                        help="replace the run already in --output (a new run in a used folder is refused)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field (Python literal values), repeatable")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or logs")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (log lines on stdout instead; training.log etc. are still written)")
 
 
 def overrides_from_args(args: argparse.Namespace) -> dict:
@@ -45,6 +52,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict:
         "lr_sizes": args.lr_size, "network": args.network, "student_input_size": args.student_input_size,
         "rec": args.rec, "output": args.output, "batch_size": args.batch_size, "lr": args.lr,
         "num_epoch": args.num_epoch, "max_steps": args.max_steps, "device": args.device, "resume": args.resume,
+        "overwrite": args.overwrite,
     }
     overrides = {k: v for k, v in flags.items() if v is not None}
     overrides.update(parse_override(item) for item in args.set)
@@ -58,10 +66,27 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, overrides_from_args(args))
     ctx = init_distributed(cfg.device)
+    trainer = None
+    previous = _terminate_as_interrupt()
     try:
-        path = Trainer(cfg, ctx, progress=not args.no_progress).fit()
+        trainer = Trainer(cfg, ctx, progress=not args.no_progress)
+        path = trainer.fit()
         if ctx.is_main:
             print(f"student saved to {path}")
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the checkpoints on disk are complete (atomic writes)
+        if ctx.is_main:
+            step = trainer.step if trainer is not None else 0
+            print(f"insightface-lr train: interrupted at step {step}; continue with --resume", file=sys.stderr)
+        return 130
     finally:
+        signal.signal(signal.SIGTERM, previous)
         cleanup()
     return 0
+
+
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler's cancel) stops training as Ctrl-C does; returns the previous handler."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
