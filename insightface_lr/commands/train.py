@@ -66,27 +66,42 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, overrides_from_args(args))
     ctx = init_distributed(cfg.device)
-    trainer = None
-    previous = _terminate_as_interrupt()
+    interrupts = Interrupts()
     try:
-        trainer = Trainer(cfg, ctx, progress=not args.no_progress)
-        path = trainer.fit()
+        with interrupts:
+            interrupts.trainer = Trainer(cfg, ctx, progress=not args.no_progress)
+            path = interrupts.trainer.fit()
         if ctx.is_main:
             print(f"student saved to {path}")
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the checkpoints on disk are complete (atomic writes)
         if ctx.is_main:
-            step = trainer.step if trainer is not None else 0
+            step = interrupts.trainer.step if interrupts.trainer is not None else 0
             print(f"insightface-lr train: interrupted at step {step}; continue with --resume", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
         cleanup()
     return 0
 
 
-def _terminate_as_interrupt():
-    """SIGTERM (a scheduler's cancel) stops training as Ctrl-C does; returns the previous handler."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt
+class Interrupts:
+    """SIGINT/SIGTERM while training ask the trainer to stop after its current step (an exception raised
+    inside a logger's or writer's lock could deadlock the shutdown); before training starts, or on a second
+    signal, they stop at once."""
 
-    return signal.signal(signal.SIGTERM, interrupt)
+    def __init__(self) -> None:
+        self.trainer = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> Interrupts:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def handle(self, signum, frame) -> None:
+        if self.trainer is None or self.trainer.stop_requested:
+            raise KeyboardInterrupt
+        self.trainer.stop_requested = True

@@ -67,6 +67,7 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, cfg.warmup_epoch * self.steps_per_epoch, self.total_steps)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.step_fn.amp)
         self.step = 0
+        self.stop_requested = False  # set by a signal handler: fit() stops after the current step
         self.checkpoints.remove_torn()
         if resumed is not None:
             self._load(resumed)
@@ -176,6 +177,8 @@ class Trainer:
             values = self.accumulate_step([next(batches) for _ in range(self.accumulate)], epoch)
             self.logger.step(self.step, values, self.optimizer.param_groups[0]["lr"], self.cfg.frequent)
             self._periodic(epoch_end=self.step % self.steps_per_epoch == 0)
+            if self.stop_requested:
+                raise KeyboardInterrupt
 
     def _periodic(self, epoch_end: bool) -> None:
         every = self.cfg.checkpoint_every
