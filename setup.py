@@ -23,6 +23,8 @@ setup(
         "tqdm>=4.60",
         "tensorboard>=2.12",
         "matplotlib>=3.6",
+        # MATLAB .mat label files of TinyFace and QMUL-SurvFace (eval --protocol); scikit-image needs it anyway
+        "scipy>=1.8",
     ],
     extras_require={
         # mxnet 1.9.1 is dead upstream and breaks on numpy >= 1.24: only ever optional, in its own venv

@@ -28,3 +28,19 @@ class RegistryError(InsightFaceLRError, KeyError):
 
 class ModelLoadError(InsightFaceLRError, ValueError):
     """A checkpoint or ONNX file cannot be used as the requested model."""
+
+
+def torch_load_error_text(exc: BaseException) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in one line and without torch's own advice: it
+    suggests retrying with ``weights_only=False``, which lets an untrusted file run code on this machine."""
+    import pickle
+
+    if isinstance(exc, pickle.UnpicklingError):
+        return ("not a torch.save file, or one holding Python objects other than tensors and plain containers, "
+                "which are refused because unpickling them can run code; save the weights as a state dict")
+    if isinstance(exc, EOFError):
+        return "the file is empty or cut short"
+    first = (str(exc).strip().splitlines() or [""])[0]
+    if "zip archive" in first or "PytorchStreamReader" in first:
+        return f"a damaged torch.save archive (truncated or corrupt: {first.split('. ')[0]})"
+    return f"unreadable contents ({type(exc).__name__}: {first[:200]})"

@@ -1,4 +1,4 @@
-"""One small name -> factory registry, shared by backbones, heads, losses and distillers.
+"""One small name -> factory registry, shared by backbones, margin heads and distillation terms.
 
 Modelled on fvcore's ``Registry``: a duplicate name is an error naming both modules, and an unknown
 name lists what exists and suggests the closest. As timm learned, a module that is never imported
@@ -78,10 +78,14 @@ class Registry:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return (
-            f"unknown {self.kind} {name!r}.{hint} Known {self.kind}s: {', '.join(known) or '(none)'}. "
+            f"unknown {self.kind} {name!r}.{hint} Known {_plural(self.kind)}: {', '.join(known) or '(none)'}. "
             f"A {self.kind} defined in your own module registers only when that module is imported: "
             f"list it in the config field `plugins = [\"your_module\"]`."
         )
+
+
+def _plural(noun: str) -> str:
+    return f"{noun}es" if noun.endswith(("s", "x", "ch", "sh")) else f"{noun}s"  # loss -> losses, head -> heads
 
 
 def _where(obj: Any) -> str:
@@ -91,7 +95,8 @@ def _where(obj: Any) -> str:
 # the package modules whose import registers each registry's built-in entries (imported on a first miss)
 BACKBONES = Registry("backbone", ("insightface_lr.models",))
 HEADS = Registry("head", ("insightface_lr.losses.margin",))
-LOSSES = Registry("loss", ("insightface_lr.losses",))
+DISTILL_TERMS = Registry("distillation term", ("insightface_lr.losses",))
+LOSSES = DISTILL_TERMS  # the registry's earlier name, kept for existing plugins
 
 
 def register_backbone(name: str | None = None) -> Callable[[T], T]:
@@ -102,12 +107,16 @@ def register_head(name: str | None = None) -> Callable[[T], T]:
     return HEADS.register(name)
 
 
-def register_loss(name: str | None = None) -> Callable[[T], T]:
-    return LOSSES.register(name)
+def register_distill_term(name: str | None = None) -> Callable[[T], T]:
+    """``@register_distill_term("mine")``: selectable as ``--distill mine``."""
+    return DISTILL_TERMS.register(name)
+
+
+register_loss = register_distill_term  # the decorator's earlier name, kept for existing plugins
 
 
 def load_builtins() -> None:
-    """Import the package's own modules that register backbones, heads and losses (every registry also
+    """Import the package's own modules that register backbones, heads and distillation terms (every registry also
     does this by itself on its first miss; this is for code that wants them all loaded up front)."""
     for registry in (BACKBONES, HEADS, LOSSES):
         registry.load_builtins()

@@ -93,7 +93,6 @@ def test_registry_imports_its_builtin_modules_on_first_miss(tmp_path) -> None:
 
 
 FRESH_INTERPRETER = """
-import subprocess
 import sys
 from insightface_lr.registry import BACKBONES, HEADS, LOSSES
 assert "insightface_lr.models" not in sys.modules  # importing the registry loads nothing
@@ -115,5 +114,14 @@ def test_backbones_build_in_a_fresh_interpreter(first: str) -> None:
         "get_backbone": "from insightface_lr.models import get_backbone\n"
                         "assert get_backbone('r50', input_size=16)\nprint('ok')",
     }[first]
-    result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, "-c", source], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_unknown_loss_message_spells_the_plural() -> None:
+    from insightface_lr.errors import RegistryError
+    from insightface_lr.registry import LOSSES
+
+    with pytest.raises(RegistryError) as info:
+        LOSSES.get("kdd")
+    assert "Known " in str(info.value) and "losss" not in str(info.value)

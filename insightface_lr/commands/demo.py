@@ -10,23 +10,20 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .arguments import comma_list, int_list_argument, name_list_argument
+
+EXAMPLE = "insightface-lr demo --quick --out demo_out"
+
 
 def default_jobs(device: str) -> int:
     """One job per CPU core (at most 8) on the CPU; one on a GPU, which the jobs would only share."""
     import os
 
-    from ..eval.model_loading import resolve_device
+    from ..devices import resolve_device
 
     if resolve_device(device).type == "cuda":
         return 1
     return max(1, min(os.cpu_count() or 1, 8))
-
-
-def _seeds(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
 
 
 def _preset(args: argparse.Namespace) -> str:
@@ -45,27 +42,24 @@ def _real_fields(args: argparse.Namespace) -> dict:
         if args.test_bin or args.teacher:
             raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
         return fields
-    bins = tuple(str(Path(b).resolve()) for b in (args.test_bin or "").split(",") if b.strip())
+    bins = tuple(str(Path(b).resolve()) for b in comma_list(args.test_bin or ""))
     teacher = str(Path(args.teacher).resolve()) if args.teacher else ""
     if teacher and not Path(teacher).is_file():
         raise ConfigError(f"demo --teacher {args.teacher}: file not found")
     return {**fields, "faces": str(Path(args.faces).resolve()), "test_bins": bins, "teacher_model": teacher}
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(s.strip() for s in text.split(",") if s.strip())
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
+    parser.add_argument("--out", default="demo_out",
+                        help="output folder (a killed run re-run with the same --out continues)")
     parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
-    parser.add_argument("--seeds", type=_seeds, help="student seeds (default: 0,1,2; --quick: 0)")
+    parser.add_argument("--seeds", type=int_list_argument, help="student seeds (default: 0,1,2; --quick: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--jobs", type=int,
                         help="models trained/evaluated at once, each in its own process (default: the CPU count, "
                              "at most 8; 1 on a GPU); changes the wall time, never a number")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per job (default 1: the same numbers on any number of cores; "
+                        help="torch threads per job (1: the same numbers on any number of cores; "
                              "another value changes float reduction order and so the last digits)")
     parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the repository's recipes/)")
     real = parser.add_argument_group("your own faces (instead of the synthetic set)")
@@ -76,10 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="with --faces: InsightFace verification .bin sets the report is made on")
     real.add_argument("--teacher", metavar="MODEL",
                       help="with --faces: your HR teacher (backbone.pth, student.pt or .onnx) instead of training one")
-    parser.add_argument("--regimes", type=_names, default=("same", "subset"),
+    parser.add_argument("--regimes", type=name_list_argument, default=("same", "subset"),
                         help="same: students train on the teacher's identities; subset: on a seeded "
                              "--student-fraction of them (the teacher knows more). Default: both")
-    real.add_argument("--same-seeds", type=_seeds,
+    real.add_argument("--same-seeds", type=int_list_argument,
                       help="seeds of regime 'same' (default: --seeds); its students train on every identity, "
                            "so each costs 1/student-fraction times a 'subset' student")
     real.add_argument("--student-fraction", type=float, default=0.4,
@@ -92,7 +86,9 @@ def run(args: argparse.Namespace) -> int:
     from ..demo.settings import make_settings
     from ..demo.summary import claim_text, headline_table
     from ..errors import ConfigError
+    from ..outputs import check_output_dir
 
+    check_output_dir(args.out, "--out")
     if args.jobs is None:
         args.jobs = default_jobs(args.device)
     if args.threads < 1 or args.jobs < 1:
@@ -107,3 +103,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'OK ' if claim['holds'] else 'NO '} {claim_text(claim)}".replace("**", ""))
     print(f"report: {pipeline.out / 'report.md'} (stage time {summary['run']['total_stage_seconds']:.0f} s)")
     return 0
+
+
+def interrupted_hint(args: argparse.Namespace) -> str:
+    return f"finished stages are kept in {args.out}; re-run the same command to continue"

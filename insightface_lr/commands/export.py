@@ -1,8 +1,10 @@
-"""``insightface-lr export --model student.pt --out student.onnx [--package DIR] [--facebn-calibrate SET]``.
+"""``insightface-lr export --model student.pt --out student.onnx [--package DIR] [--facebn-calibrate SET]
+[--int8 --calibrate FACES]``.
 
 Writes an ONNX file that ``insightface.model_zoo.get_model`` loads as a recognition model (a low-resolution
 student gets a 112 -> native resize stem inside the graph), optionally an insightface model package
-(manifest v2), with FaceBN statistics calibrated on unlabeled target faces baked into the BN layers.
+(manifest v2), with FaceBN statistics calibrated on unlabeled target faces baked into the BN layers, and
+(``--int8``) statically quantised to int8 with activation ranges calibrated on faces (``models/quantize.py``).
 """
 
 from __future__ import annotations
@@ -10,13 +12,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from .arguments import name_list_argument
+
+EXAMPLE = "insightface-lr export --model work_dirs/aird/student.pt --out student16.onnx --package student16_pkg"
+OPSETS = range(7, 21)  # what torch's TorchScript ONNX exporter writes (torch.onnx._constants: 7..20)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="student .pt (save_student), or an arcface_torch backbone.pth / checkpoint")
-    parser.add_argument("--plugins", type=_modules, default=(), metavar="MODULE[,...]",
+    parser.add_argument("--plugins", type=name_list_argument, default=(), metavar="MODULE[,...]",
                         help="modules to import first, so that they register their backbones (a student.pt "
                              "records its own and imports them when its network is unknown)")
     parser.add_argument("--network", help="backbone name for a backbone.pth (inferred from its keys if omitted)")
@@ -27,28 +32,42 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="license terms written to the package's LICENSE.txt and manifest")
     parser.add_argument("--facebn-calibrate", metavar="SET",
                         help="bake FaceBN statistics of these target faces: a verification .bin or an image folder")
+    parser.add_argument("--int8", action="store_true",
+                        help="static int8 quantisation (ONNX Runtime QDQ, per-channel weights); needs --calibrate")
+    parser.add_argument("--calibrate", metavar="FACES",
+                        help="with --int8: faces whose activation ranges the int8 graph is calibrated on: an image "
+                             "folder, a train.rec (or its folder) or a verification .bin")
     parser.add_argument("--calibrate-limit", type=int, default=2000, help="at most this many calibration faces")
     parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
     parser.add_argument("--input-size", type=int, default=112, help="graph input size (insightface: 112)")
     parser.add_argument("--kernel", default="bicubic", help="resize-stem kernel: bicubic, bilinear, area, nearest")
-    parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument("--opset", type=int, default=17,
+                        help=f"ONNX opset version written into the graph, {OPSETS[0]}..{OPSETS[-1]}; the default "
+                             "is read by onnxruntime and insightface's model_zoo (tests/models/test_export.py); lower "
+                             "it only for an older runtime")
     parser.add_argument("--no-fold-bn", action="store_true", help="keep BatchNorm nodes in the graph")
 
 
-def _modules(text: str) -> tuple[str, ...]:
-    return tuple(m.strip() for m in text.split(",") if m.strip())
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..registry import import_plugins
-
-    import_plugins(args.plugins)
     from ..errors import ConfigError
-    from ..models.export import export_model_package, export_onnx
-    from ..models.teacher import load_model_file
+    from ..outputs import check_output_dir, check_output_file
 
     if not args.out and not args.package:
         raise ConfigError("export: give --out FILE.onnx and/or --package DIR")
+    if bool(args.int8) != bool(args.calibrate):
+        raise ConfigError("export: --int8 and --calibrate FACES go together (int8 ranges come from those faces)")
+    if args.opset not in OPSETS:
+        raise ConfigError(f"--opset {args.opset}: expected an ONNX opset in {OPSETS[0]}..{OPSETS[-1]} "
+                          "(what torch's exporter writes)")
+    if args.out:
+        check_output_file(args.out, "--out")
+    if args.package:
+        check_output_dir(args.package, "--package")
+    from ..registry import import_plugins
+
+    import_plugins(args.plugins)
+    from ..models.export import export_model_package, export_onnx  # torch: only once the flags are known good
+    from ..models.teacher import load_model_file
     model, meta = load_model_file(args.model, args.network)
     facebn = None
     if args.facebn_calibrate:
@@ -56,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
                                   args.calibrate_limit, args.batch_size)
         meta["facebn_calibration"] = str(args.facebn_calibrate)
     options = {"fold_bn": not args.no_fold_bn, "facebn": facebn, "opset": args.opset, "kernel": args.kernel}
+    if args.int8:
+        from ..models.quantize import calibration_inputs
+
+        faces = read_faces(Path(args.calibrate), args.calibrate_limit)
+        options["int8_calibration"] = calibration_inputs(faces, args.input_size)
+        meta.update(int8_calibration=str(args.calibrate), int8_calibration_faces=len(faces))
     if args.out:
         export_onnx(model, args.out, input_size=args.input_size, **options)
         print(f"wrote {args.out}")
@@ -67,33 +92,42 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def interrupted_hint(args: argparse.Namespace) -> str:
+    return "nothing half-written is left (files are replaced whole); re-run to export"
+
+
 def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: int, batch_size: int):
     """FaceBN(model, "calibrate") over ``source``'s faces, seen exactly as the exported graph sees them."""
     import torch
 
     from ..data.degrade import resize
+    from ..data.pixels import normalize, to_unit
     from ..models.export import ExportGraph
     from ..models.facebn import FaceBN
 
     faces = read_faces(source, limit)  # uint8 [N,H,W,3] RGB
-    x = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255.0
+    x = to_unit(torch.from_numpy(faces).permute(0, 3, 1, 2))
     x = resize(x, input_size, "bicubic") if x.shape[-1] != input_size else x
     stem = ExportGraph(model, input_size, kernel).stem  # the in-graph down-sampling to the native size
     with torch.no_grad():
-        native = stem((x - 0.5) / 0.5)
+        native = stem(normalize(x))
     facebn = FaceBN(model.eval(), mode="calibrate")
     return facebn.calibrate(native[i : i + batch_size] for i in range(0, native.shape[0], batch_size))
 
 
 def read_faces(source: Path, limit: int):
-    """Aligned faces, uint8 ``[N,H,W,3]`` RGB, from a verification ``.bin`` or a folder of images."""
+    """Aligned faces, uint8 ``[N,H,W,3]`` RGB, from a verification ``.bin``, a ``train.rec`` (or the folder
+    holding one: ``limit`` faces evenly spread over the file, so every part of the set is seen) or a folder
+    of images."""
     import numpy as np
 
-    from ..data.image_codec import decode_image
+    from ..data.image_codec import IMAGE_SUFFIXES, decode_image
     from ..errors import DataFormatError
 
+    if source.suffix == ".rec" or (source / "train.rec").is_file():
+        return _rec_faces(source, limit)
     if source.is_dir():
-        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)[:limit]
+        files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
         blobs = [(p.read_bytes(), str(p)) for p in files]
     elif source.suffix == ".bin":
         from ..data.verification_bin import read_bin
@@ -101,7 +135,7 @@ def read_faces(source: Path, limit: int):
         images, _issame = read_bin(source)
         blobs = [(b, f"{source}[{i}]") for i, b in enumerate(images[:limit])]
     else:
-        raise DataFormatError(f"{source}: expected a verification .bin file or a folder of face images")
+        raise DataFormatError(f"{source}: expected a verification .bin file, a .rec or a folder of face images")
     if not blobs:
         raise DataFormatError(f"{source}: no face images found for FaceBN calibration")
     faces = [decode_image(data, name) for data, name in blobs]
@@ -109,6 +143,21 @@ def read_faces(source: Path, limit: int):
     if len(shapes) != 1:
         raise DataFormatError(f"{source}: calibration faces must be aligned crops of one size, got {sorted(shapes)}")
     return np.stack(faces)
+
+
+def _rec_faces(source: Path, limit: int):
+    import numpy as np
+
+    from ..data.datasets import RecordDataset
+    from ..errors import DataFormatError
+
+    if not source.exists():
+        raise DataFormatError(f"{source}: no such .rec file")
+    dataset = RecordDataset(source)
+    if len(dataset) == 0:
+        raise DataFormatError(f"{source}: no face images found")
+    picks = np.unique(np.linspace(0, len(dataset) - 1, min(limit, len(dataset))).round().astype(np.int64))
+    return np.stack([dataset[int(i)][0].permute(1, 2, 0).numpy() for i in picks])
 
 
 def _plain(meta: dict) -> dict:

@@ -11,10 +11,12 @@ import argparse
 import json
 from pathlib import Path
 
+EXAMPLE = "insightface-lr info /data/faces_webface_112x112/train.rec"
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="a .rec (or its .idx), a folder holding train.rec, or a verification .bin")
-    parser.add_argument("--sample", type=int, default=16, help="images decoded to report sizes (default 16)")
+    parser.add_argument("--sample", type=int, default=16, help="images decoded to report sizes")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -44,7 +46,9 @@ def describe_rec(path: Path, sample: int) -> dict:
 
     rec = path / "train.rec" if path.is_dir() else path.with_suffix(".rec")
     reader = RecordReader(rec)
-    info: dict = {"file": str(rec), "format": "mxnet recordio", "records": len(reader)}
+    info: dict = {"file": str(rec), "format": "mxnet recordio", "records": len(reader),
+                  "index": (f"none: {reader.idx_path.name} is missing, records found by scanning the .rec "
+                            "(training finds them the same way)") if reader.index_rebuilt else str(reader.idx_path)}
     header = unpack(reader.read_idx(0), f"{rec}[key 0]")[0] if 0 in reader else None
     if header is not None and header.flag > 0:  # InsightFace layout: images 1..label[0]-1
         first = int(header.label[0])

@@ -8,18 +8,19 @@ Both are picklable with no open file, so they work in ``DataLoader(num_workers >
 from __future__ import annotations
 
 import os
+import re
 from array import array
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataFormatError
-from .image_codec import decode_image, image_size
+from .image_codec import IMAGE_SUFFIXES, decode_image
 from .recordio import RecordReader, unpack, write_rec_dataset
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 Transform = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -115,7 +116,7 @@ class RecordDataset(Dataset):
 
 
 class ImageFolderDataset(Dataset):
-    """``root/<identity>/<image>.{jpg,jpeg,png}``: sorted folder names get labels ``0 .. C-1``."""
+    """``root/<identity>/<image>`` (any of ``IMAGE_SUFFIXES``): sorted folder names get labels ``0 .. C-1``."""
 
     def __init__(self, root: str | os.PathLike, transform: Transform | None = None) -> None:
         self.root = Path(root)
@@ -129,7 +130,8 @@ class ImageFolderDataset(Dataset):
             files = sorted(p for p in (self.root / name).iterdir()
                            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
-                raise DataFormatError(f"{self.root / name}: identity folder holds no .jpg/.jpeg/.png image")
+                raise DataFormatError(f"{self.root / name}: identity folder holds no image "
+                                      f"({', '.join(IMAGE_SUFFIXES)})")
             self.samples += [(f, label) for f in files]
         self.labels = [label for _, label in self.samples]
         self.transform = transform
@@ -148,7 +150,7 @@ class ImageFolderDataset(Dataset):
 
 
 class ImageFilesDataset(Dataset):
-    """Every ``.jpg/.jpeg/.png`` under ``root`` (any depth, sorted), label -1: unlabeled faces such as
+    """Every image (``IMAGE_SUFFIXES``) under ``root`` (any depth, sorted), label -1: unlabeled faces such as
     TinyFace's gallery distractors, which come as one flat folder."""
 
     def __init__(self, root: str | os.PathLike, transform: Transform | None = None) -> None:
@@ -158,7 +160,7 @@ class ImageFilesDataset(Dataset):
         self.files = sorted(p for p in self.root.rglob("*")
                             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.name[:1] != ".")
         if not self.files:
-            raise DataFormatError(f"{self.root}: holds no .jpg/.jpeg/.png image")
+            raise DataFormatError(f"{self.root}: holds no image ({', '.join(IMAGE_SUFFIXES)})")
         self.labels = [-1] * len(self.files)
         self.transform = transform
 
@@ -171,23 +173,49 @@ class ImageFilesDataset(Dataset):
         return (self.transform(image) if self.transform else image), -1
 
 
-def pack_image_folder(folder: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
+def find_bad_images(samples: list[tuple[Path, int]]) -> tuple[tuple[int, int], dict[Path, str]]:
+    """Decode every image once: ``(the common size, {bad file: why})``. A training set has one image size,
+    so an image of another size than most is bad too (it is named, not the many that agree)."""
+    shapes: dict[Path, tuple[int, int]] = {}
+    bad: dict[Path, str] = {}
+    for path, _ in samples:
+        try:
+            shapes[path] = decode_image(path.read_bytes(), source=str(path)).shape[:2]
+        except DataFormatError as exc:
+            bad[path] = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(exc)).removeprefix(f"{path}: ")
+        except OSError as exc:
+            bad[path] = f"cannot read ({exc.strerror})"
+    if not shapes:
+        return (0, 0), bad
+    common = Counter(shapes.values()).most_common(1)[0][0]
+    for path, (h, w) in shapes.items():
+        if (h, w) != common:
+            bad[path] = f"image is {h}x{w} but the common size is {common[0]}x{common[1]}"
+    return common, bad
+
+
+def pack_image_folder(folder: str | os.PathLike, out_dir: str | os.PathLike,
+                      on_skip: Callable[[Path, str], None] | None = None) -> Path:
     """Pack an image folder into ``out_dir/{train.rec, train.idx, property}``; returns train.rec.
 
     Image bytes are stored as they are (no re-encoding loss; mxnet and Pillow read JPEG and PNG) after
-    a full decode check; all images must share one size, which goes to ``property``.
+    a full decode check of every image; all must share one size, which goes to ``property``. Bad images
+    (undecodable, or of another size) are all named in one DataFormatError; with ``on_skip`` they are left
+    out instead and each reported as ``on_skip(path, why)``, as is an identity folder left with no image
+    (the remaining identities keep their sorted order, labels 0..C-1 without gaps).
     """
     dataset = ImageFolderDataset(folder)
-    first = dataset.samples[0][0]
-    height, width = image_size(first.read_bytes(), source=str(first))
-
-    def checked() -> Iterator[bytes]:
-        for path, _ in dataset.samples:
-            data = path.read_bytes()
-            shape = decode_image(data, source=str(path)).shape
-            if shape[:2] != (height, width):
-                raise DataFormatError(f"{path}: image is {shape[0]}x{shape[1]} but {first} is "
-                                      f"{height}x{width}; all images of a training set must share one size")
-            yield data
-
-    return write_rec_dataset(out_dir, checked(), dataset.labels, image_size=(height, width))
+    (height, width), bad = find_bad_images(dataset.samples)
+    if bad and (on_skip is None or len(bad) == len(dataset.samples)):
+        listed = "; ".join(f"{path}: {why}" for path, why in bad.items())
+        hint = "fix or remove them, or pass --skip-bad to pack the others" if on_skip is None else "nothing to pack"
+        raise DataFormatError(f"{dataset.root}: {len(bad)} bad image(s) of {len(dataset.samples)}: {listed}; {hint}")
+    for path, why in bad.items():
+        on_skip(path, why)
+    kept = [(path, label) for path, label in dataset.samples if path not in bad]
+    labels = sorted({label for _, label in kept})
+    for label in sorted(set(dataset.labels) - set(labels)):
+        on_skip(dataset.root / dataset.classes[label], "identity left out: none of its images is usable")
+    dense = {label: i for i, label in enumerate(labels)}
+    return write_rec_dataset(out_dir, (path.read_bytes() for path, _ in kept),
+                             [dense[label] for _, label in kept], image_size=(height, width))

@@ -4,8 +4,8 @@ METHODS.md, "Low-resolution synthesis": down-sample 112 -> s (s from a list or u
 antialiased kernel, optional Gaussian blur, noise and JPEG, then up-sample to the model's input size.
 
 Image convention (input and output): ``[N, 3, H, W]`` RGB, either ``uint8`` in [0, 255] or floating point
-in [0, 1]. NOT the model normalisation ``(x - 0.5) / 0.5``: degrade first, normalise after. The output has
-the input's dtype and range (uint8 outputs are rounded). Faces are expected square (H == W).
+in [0, 1]. NOT the model input (:mod:`insightface_lr.data.pixels`): degrade pixels first, normalise after.
+The output has the input's dtype and range (uint8 outputs are rounded). Faces are expected square (H == W).
 
 Order of the stages follows a camera: blur at the HR scale (optics, sigma in HR pixels), down-sampling
 (sensor), additive Gaussian noise at the LR scale (sensor, std in [0, 1] pixel units), JPEG at the LR scale
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError, DataFormatError
+from .pixels import to_uint8, to_unit
 
 DOWN_KERNELS: tuple[str, ...] = ("bicubic", "bilinear", "area", "nearest")
 UP_KERNELS: tuple[str, ...] = ("bicubic", "bilinear", "nearest")
@@ -195,7 +196,7 @@ def _to_float(images: Tensor) -> Tensor:
     if images.ndim != 4 or images.shape[1] != 3:
         raise DataFormatError(f"degrade: expected images [N, 3, H, W], got shape {tuple(images.shape)}")
     if images.dtype == torch.uint8:
-        return images.float() / 255.0
+        return to_unit(images)
     if not images.is_floating_point():
         raise DataFormatError(f"degrade: expected uint8 or float images in [0, 1], got {images.dtype}")
     return images
@@ -203,7 +204,7 @@ def _to_float(images: Tensor) -> Tensor:
 
 def _from_float(out: Tensor, like: Tensor) -> Tensor:
     if like.dtype == torch.uint8:
-        return (out * 255.0).round().clamp(0, 255).to(torch.uint8)
+        return to_uint8(out)
     return out.to(like.dtype)
 
 
@@ -328,15 +329,6 @@ def degrade(images: Tensor, config: DegradeConfig | None = None,
     config = config or DegradeConfig()
     params = sample_params(images.shape[0], config, generator)
     return apply_params(images, params, config)
-
-
-def paired_views(hr: Tensor, config: DegradeConfig | None = None,
-                 seed: torch.Generator | int | None = None) -> tuple[Tensor, Tensor]:
-    """The (HR, LR) views for distillation: the same faces, pixel-aligned, LR = ``degrade(hr)``.
-
-    ``hr`` is returned as given (teacher input); ``lr`` has its dtype and ``config.output_size``.
-    """
-    return hr, degrade(hr, config, seed)
 
 
 def degrade_to_size(images: Tensor, size: int, kernel: str = "bicubic",

@@ -25,6 +25,8 @@ MAX_PIXELS = 4096 * 4096  # face crops are ~112 x 112; anything this large is a 
 # What OpenCV-based InsightFace readers accept in practice. Never "every Pillow plugin": EPS, for one,
 # runs Ghostscript on load.
 FORMATS = ("JPEG", "PNG", "BMP", "WEBP")
+# file names read as images wherever the package reads an image folder (pack, export --facebn-calibrate, ...)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def _as_rgb_uint8(img: np.ndarray) -> np.ndarray:

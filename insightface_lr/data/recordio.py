@@ -188,8 +188,14 @@ class RecordReader:
         self._size = self.rec_path.stat().st_size
         self._fd: int | None = None
         self._pid: int | None = None  # the process that opened _fd
-        if self.idx_path.is_file():
+        self.index_rebuilt = not self.idx_path.is_file()  # no index file: records found by a scan
+        if not self.index_rebuilt:
             keys, offsets = _read_index_file(self.idx_path, self.rec_path, self._size)
+            if not keys and self._size:  # a torn copy or an interrupted writer: "0 records" would be a lie
+                raise DataFormatError(
+                    f"{self.idx_path}: index file lists no record but {self.rec_path.name} holds {self._size} "
+                    f"bytes; delete {self.idx_path.name} (the records are then found by a scan) or re-pack the set"
+                )
         else:
             keys, offsets = self._index_by_scan()
             if write_index:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from .pixels import to_uint8
 
 # Coarse looks, as unit-cube coordinates mapped to (low, high); canonical units (1 = half the crop).
 _COARSE = {
@@ -330,7 +331,7 @@ def generate_faces(config: SyntheticFaceConfig | None = None,
         for start in range(0, len(local), chunk):  # chunks bound memory; each chunk is one batched render
             sl = slice(start, start + chunk)
             img = _render(local[sl], noise[sl], ident, tex, c, gen)
-            out[sl] = img.mul_(255).round_().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            out[sl] = to_uint8(img).permute(0, 2, 3, 1).numpy()  # img is clamped to [0, 1]
     return out, (local + c.identity_offset).numpy().astype(np.int64)
 
 

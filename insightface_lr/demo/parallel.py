@@ -86,13 +86,13 @@ def _worker_args(pipeline: DemoPipeline) -> dict[str, Any]:
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     from ..runtime import die_with_parent, tune_malloc
+
+    die_with_parent()  # first: importing torch can take a minute on a loaded box, and the parent may die meanwhile
+    import torch
 
     torch.set_num_threads(threads)
     tune_malloc()
-    die_with_parent()
 
 
 def _run_in_worker(args: dict[str, Any], name: str) -> tuple[dict[str, float], list[str]]:

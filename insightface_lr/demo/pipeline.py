@@ -90,7 +90,7 @@ class DemoPipeline:
         every stage. The numbers depend on ``threads`` (float reduction order), never on ``jobs``: the
         default 1 gives the same results on any number of cores. ``record=False`` (a worker) leaves
         ``timings.json`` to the parent process."""
-        from ..eval.model_loading import resolve_device
+        from ..devices import resolve_device
 
         if jobs < 1 or threads < 1:
             raise ConfigError(f"demo: expected jobs >= 1 and threads >= 1, got jobs={jobs}, threads={threads}")

@@ -141,8 +141,8 @@ TINY = DemoSettings(preset="tiny", train_ids=6, test_ids=4, images_per_identity=
                     methods=("none", "aird", "bridge"), eval_sizes=(16, 8), eval_batch_size=8)
 # ``demo --faces``: the user's faces. Budgets measured on 137 real identities (8.6k faces, see docs/real_faces.md).
 REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_epochs=10, lr_sizes=(16,),
-                    val_fraction=0.2, val_pairs_per_fold=150, tune_weights=TUNE_WEIGHTS, budget_epochs=(5, 20),
-                    eval_sizes=(112, 32, 16, 12, 8), facebn_extra=("calibrate", "calibrate:2400"), train_ids=1,
+                    val_fraction=0.2, val_pairs_per_fold=150, tune_weights=TUNE_WEIGHTS, budget_epochs=(20,),
+                    eval_sizes=(112, 16), facebn_extra=("calibrate",), train_ids=1,
                     test_ids=1)
 PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL}
 

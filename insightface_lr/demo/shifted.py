@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..data.degrade import gaussian_blur, jpeg_simulate
+from ..data.pixels import to_uint8, to_unit
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,7 @@ def apply_shift(images: np.ndarray, config: ShiftConfig | None = None) -> np.nda
     c = config or ShiftConfig()
     n = images.shape[0]
     gen = torch.Generator().manual_seed(c.seed)
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0  # [N, 3, H, W]
+    x = to_unit(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))  # [N, 3, H, W]
     gamma = _uniform(gen, n, c.gamma).view(n, 1, 1, 1)
     gains = torch.tensor(c.cast).view(1, 3) * (1 + c.cast_jitter * (2 * torch.rand(n, 3, generator=gen) - 1))
     contrast = _uniform(gen, n, c.contrast).view(n, 1, 1, 1)
@@ -54,7 +55,7 @@ def apply_shift(images: np.ndarray, config: ShiftConfig | None = None) -> np.nda
     x = (x + noise).clamp(0.0, 1.0)
     quality = _uniform(gen, n, (float(c.jpeg_quality[0]), float(c.jpeg_quality[1]))).round().long()
     x = jpeg_simulate(x, quality)
-    return (x * 255.0).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_uint8(x).permute(0, 2, 3, 1).numpy()
 
 
 def write_shifted_bin(test_bin: str | os.PathLike, out: str | os.PathLike, config: ShiftConfig | None = None,

@@ -73,7 +73,12 @@ def cmc(scores: Any, probe_labels: Any, gallery_labels: Any,
 
     Every probe must have at least one mate in the gallery (closed set).
     """
-    r = match_ranks(scores, probe_labels, gallery_labels)
+    return cmc_from_ranks(match_ranks(scores, probe_labels, gallery_labels), ranks)
+
+
+def cmc_from_ranks(r: np.ndarray, ranks: Sequence[int] = (1, 5, 20)) -> dict[int, float]:
+    """:func:`cmc` from the probes' ranks [Np] (:func:`match_ranks`, possibly computed chunk by chunk)."""
+    r = np.asarray(r)
     if r.size == 0 or (r == 0).any():
         raise DataFormatError(f"closed-set CMC needs a gallery mate for every probe; "
                               f"{int((r == 0).sum())} of {r.size} probes have none")
@@ -91,13 +96,22 @@ def open_set(scores: Any, probe_labels: Any, gallery_labels: Any,
     """
     s, pl, gl = _check(scores, probe_labels, gallery_labels)
     r = match_ranks(s, pl, gl)
+    best_mated = np.where(_mated(pl, gl), s, -np.inf).max(axis=1)
+    return open_set_from_stats(r, best_mated, s.max(axis=1), fpirs, rank)
+
+
+def open_set_from_stats(ranks: np.ndarray, best_mated: np.ndarray, top_score: np.ndarray,
+                        fpirs: Sequence[float] = (1e-3, 1e-2, 1e-1), rank: int = 1) -> dict[float, dict[str, float]]:
+    """:func:`open_set` from per-probe statistics [Np]: rank of the best mate (0: non-mated probe), best mated
+    score and top score over the whole gallery (so a gallery too large for one score matrix can be chunked)."""
+    r, best_mated, top_score = (np.asarray(a).ravel() for a in (ranks, best_mated, top_score))
     mated_probe = r > 0
     n_non = int((~mated_probe).sum())
     if n_non == 0 or mated_probe.sum() == 0:
         raise DataFormatError(f"open-set evaluation needs mated and non-mated probes, got "
                               f"{int(mated_probe.sum())} mated and {n_non} non-mated")
-    top_non = np.sort(s[~mated_probe].max(axis=1))[::-1]  # [N_non] descending
-    best_mated = np.where(_mated(pl, gl), s, -np.inf).max(axis=1)[mated_probe]
+    top_non = np.sort(top_score[~mated_probe])[::-1]  # [N_non] descending
+    best_mated = best_mated[mated_probe]
     found = r[mated_probe] <= rank
     out: dict[float, dict[str, float]] = {}
     for fpir in fpirs:  # a handful of operating points, each O(N) vectorised

@@ -27,9 +27,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..devices import resolve_device
 from ..errors import ConfigError
+from .cell_cache import CellCache, array_digest, cell_key
 from .identification_sets import IdentificationSet, gallery_embeddings, load_identification_set, probe_cmc
-from .model_loading import EvalModel, load_eval_model, resolve_device
+from .model_loading import EvalModel, load_eval_model
+from .probe_sizes import check_probe_sizes
 from .report import SweepConfig, _model_info, _progress, facebn_model_fn, hardware_info
 
 RANKS = (1, 5, 20)
@@ -85,10 +88,11 @@ def open_distractors(path: str | os.PathLike, flag: str = "--distractors") -> Da
 def run_identification(
     models: Mapping[str, str | Path | EvalModel], data: str | Path, distractors: str | Path | None = None,
     config: IdentificationConfig | None = None, device: str | torch.device = "cpu", progress: bool = False,
-    network: str | None = None,
+    network: str | None = None, cache: CellCache | None = None,
 ) -> dict[str, Any]:
     """Every (model, size, FaceBN mode) cell; returns a JSON-ready dict (``records``: ``model, size, facebn,
-    status, note, rank_<k>..., seconds``; ``data``: the split's sizes)."""
+    status, note, rank_<k>..., seconds``; ``data``: the split's sizes). ``cache``: finished cells are stored
+    there as they complete and reused by a re-run with the same inputs (see :mod:`.cell_cache`)."""
     cfg = config or IdentificationConfig()
     dev = resolve_device(device)
     start = time.perf_counter()
@@ -98,21 +102,44 @@ def run_identification(
               for name, m in models.items()]  # the dict key names the model in every table
     faces = load_identification_set(dataset, dataset.labels, cfg.gallery_per_id, extra, source=str(data),
                                      distractor_source=str(distractors))
+    check_probe_sizes(cfg.sizes, int(faces.gallery_images.shape[1]))
+    digest = _faces_digest(faces) if cache is not None else None
     records: list[dict[str, Any]] = []
     with _progress(len(loaded) * len(cfg.sizes) * len(cfg.facebn_modes), progress) as bar:
         for model in loaded:
-            gallery = gallery_embeddings(model.fn, faces, model.input_size, cfg.batch_size, dev)
-            for size in cfg.sizes:
-                for mode in cfg.facebn_modes:
-                    bar.set_postfix_str(f"{model.name} {size}px facebn={mode}", refresh=False)
-                    records.append(identification_cell(model, faces, gallery, size, mode, cfg, dev))
-                    bar.update(1)
+            records += _model_cells(model, faces, cfg, dev, bar, cache, cell_key("identification", model, digest, cfg))
     return {
         "records": records, "models": {m.name: _model_info(m) for m in loaded},
         "data": _data_info(faces, data, distractors, cfg), "config": {**asdict(cfg), "device": str(dev)},
         "hardware": hardware_info(dev), "wall_time_s": time.perf_counter() - start,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
+
+
+def _faces_digest(faces: IdentificationSet) -> str:
+    extra = () if faces.distractor_images is None else (faces.distractor_images,)
+    return array_digest(faces.gallery_images, faces.gallery_labels, faces.probe_images, faces.probe_labels, *extra)
+
+
+def _model_cells(model: EvalModel, faces: IdentificationSet, cfg: IdentificationConfig, device: torch.device,
+                 bar: Any, cache: CellCache | None, key: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """Every (size, mode) cell of one model; the gallery is embedded once, and only if a cell is not cached."""
+    gallery: list[np.ndarray] = []
+    out = []
+    for size in cfg.sizes:
+        for mode in cfg.facebn_modes:
+            bar.set_postfix_str(f"{model.name} {size}px facebn={mode}", refresh=False)
+            fields = {**key, "size": int(size), "facebn": mode} if cache is not None and key else None
+            record = cache.get(fields) if fields else None
+            if record is None:
+                if not gallery:
+                    gallery.append(gallery_embeddings(model.fn, faces, model.input_size, cfg.batch_size, device))
+                record = identification_cell(model, faces, gallery[0], size, mode, cfg, device)
+                if fields:
+                    cache.put(fields, record)
+            out.append({**record, "model": model.name})
+            bar.update(1)
+    return out
 
 
 def identification_cell(model: EvalModel, faces: IdentificationSet, gallery: np.ndarray, size: int, mode: str,
@@ -139,7 +166,25 @@ def _data_info(faces: IdentificationSet, data: str | Path, distractors: str | Pa
     return {"path": str(data), "distractors_path": None if distractors is None else str(distractors),
             "identities": int(np.unique(faces.gallery_labels).size), "gallery": int(len(faces.gallery_labels)),
             "probes": int(len(faces.probe_labels)), "distractors": n_extra, "gallery_per_id": cfg.gallery_per_id,
-            "hr_size": list(faces.gallery_images.shape[1:3])}
+            "hr_size": list(faces.gallery_images.shape[1:3]), "max_rank": max_rank(faces)}
+
+
+def max_rank(faces: IdentificationSet) -> int:
+    """The worst rank any probe can get: 1 + the gallery entries (distractors included) not of its identity.
+    At a rank k >= this every probe is found whatever the model does, so rank-k says nothing."""
+    ids, mates = np.unique(faces.gallery_labels, return_counts=True)
+    probe_mates = mates[np.isin(ids, faces.probe_labels)]
+    total = len(faces.all_gallery_labels)
+    return int(total - (probe_mates.min() if probe_mates.size else 0) + 1)
+
+
+def trivial_rank_note(k: int, info: Mapping[str, Any]) -> str:
+    """The note beside a rank-k table whose k cannot fail on this gallery ("" when rank-k means something)."""
+    if "max_rank" not in info or k < info["max_rank"]:
+        return ""
+    return (f"Note: rank-{k} is 100 % by construction here: the gallery holds {info['identities']} identities "
+            f"({info['gallery']} faces + {info['distractors']} distractors), so every probe's mate is within "
+            f"rank {info['max_rank']}; rank-{k} needs a larger gallery (or --distractors) to measure anything.")
 
 
 def identification_markdown(results: Mapping[str, Any]) -> str:
@@ -152,7 +197,8 @@ def identification_markdown(results: Mapping[str, Any]) -> str:
     tables = [head, ""]
     cells = {(r["model"], r["facebn"], r["size"]): r for r in results["records"]}
     for k in cfg["ranks"]:
-        tables += [f"rank-{k} identification rate (%)", "",
+        note = trivial_rank_note(k, info)
+        tables += [f"rank-{k} identification rate (%)", "", *([note, ""] if note else []),
                    "| model | FaceBN | " + " | ".join(f"{s} px" for s in cfg["sizes"]) + " |",
                    "|---|---|" + "---:|" * len(cfg["sizes"])]
         for model in results["models"]:

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..data.degrade import degrade_to_size
+from ..data.pixels import denormalize, normalize
 from ..errors import ConfigError
 from .verification import VerificationResult, embed_pairs, verification_metrics
 
@@ -22,8 +23,7 @@ PAIR_MODES = ("lr-lr", "hr-lr")
 
 def degrade_normalised(x: torch.Tensor, size: int, input_size: int, kernel: str = "bicubic") -> torch.Tensor:
     """Normalised faces ``[B,3,H,W]`` degraded to ``size`` px and resized to ``input_size`` (normalised)."""
-    pixels = (x * 0.5 + 0.5).clamp_(0.0, 1.0)
-    return (degrade_to_size(pixels, size, kernel=kernel, output_size=input_size) - 0.5) / 0.5
+    return normalize(degrade_to_size(denormalize(x), size, kernel=kernel, output_size=input_size))
 
 
 def probe_chain(image_size: int, size: int, input_size: int) -> tuple[int, ...]:

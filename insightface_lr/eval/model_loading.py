@@ -1,8 +1,10 @@
 """Models to evaluate: our student ``.pt``, an arcface_torch ``backbone.pth`` / checkpoint, or an ``.onnx`` file.
 
 Everything becomes an :class:`EvalModel`: a callable ``fn(x [B,3,S,S] normalised RGB) -> [B,D]`` plus the
-facts the sweep needs (input side, whether FaceBN can adapt it). Torch files are read through
-:func:`insightface_lr.models.teacher.load_model_file` (``weights_only=True``, network inferred from the keys).
+facts the sweep needs (input side, whether FaceBN can adapt it). For torch networks ``fn`` is the inference
+path of :mod:`insightface_lr.models.inference` (BN folded, channels-last where measured faster). Torch files
+are read through :func:`insightface_lr.models.teacher.load_model_file` (``weights_only=True``, network inferred
+from the keys).
 ONNX graphs (and insightface model packages) run in onnxruntime: their BatchNorm layers are folded or out of
 reach, so FaceBN is reported as n/a for them rather than silently evaluated without adaptation.
 """
@@ -16,15 +18,16 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..devices import resolve_device
 
 
 @dataclass(frozen=True)
 class EvalModel:
     """A model ready for :func:`insightface_lr.eval.report.run_sweep`.
 
-    ``fn`` maps float ``[B, 3, input_size, input_size]`` faces, ``(p/255 - 0.5)/0.5`` RGB, to ``[B, D]``
-    un-normalised embeddings. ``module`` is the underlying torch network (what FaceBN wraps), None for ONNX.
+    ``fn`` maps float ``[B, 3, input_size, input_size]`` faces in the model-input convention (data.pixels,
+    RGB) to ``[B, D]`` un-normalised embeddings. ``module`` is the underlying torch network (what FaceBN
+    wraps), None for ONNX.
     """
 
     name: str
@@ -45,19 +48,6 @@ class EvalModel:
         return "n/a: the network has no BatchNorm2d layer with running statistics"
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; anything else as ``torch.device`` (ConfigError if unusable)."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ConfigError(f"--device: expected cpu, cuda, cuda:N or auto, got {device!r}") from exc
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device}: CUDA is not available on this machine (use cpu or auto)")
-    return resolved
-
-
 def load_eval_model(
     path: str | Path | nn.Module,
     network: str | None = None,
@@ -69,23 +59,31 @@ def load_eval_model(
     ``network``: registered backbone name for a state dict whose network cannot be inferred.
     ``name``: label in reports (default: the file stem, or the module's class name).
     """
-    from ..models.teacher import Teacher, file_sha256, load_model_file, load_teacher
+    from ..models.teacher import FrozenModel, load_frozen_model, load_model_file
+    from ..models.weights import file_sha256
 
     device = resolve_device(device)
     if isinstance(path, nn.Module):
-        teacher = load_teacher(path, device=device)
-        return _from_torch(teacher, name or type(path).__name__, source="<module>")
+        frozen = load_frozen_model(path, device=device)
+        return _from_torch(frozen, name or type(path).__name__, source="<module>")
     path = Path(path)
     label = name or path.stem
     if path.suffix.lower() == ".onnx" or path.is_dir():
-        teacher = load_teacher(path, device=str(device))
-        return EvalModel(label, teacher, None, teacher.input_size, teacher.embedding_size, False, str(path), "onnx")
+        frozen = load_frozen_model(path, device=str(device))
+        return EvalModel(label, frozen, None, frozen.input_size, frozen.embedding_size, False, str(path), "onnx")
     model, _meta = load_model_file(path, network)
-    teacher = Teacher(model, checksum=file_sha256(path)).to(device)
-    return _from_torch(teacher, label, source=str(path))
+    frozen = FrozenModel(model, checksum=file_sha256(path)).to(device)
+    return _from_torch(frozen, label, source=str(path))
 
 
-def _from_torch(teacher: nn.Module, name: str, source: str) -> EvalModel:
-    module = teacher.model
+def _from_torch(frozen: nn.Module, name: str, source: str) -> EvalModel:
+    """``fn`` runs the inference copy (BN folded, NHWC where faster); ``module`` stays the network FaceBN
+    wraps, with its BN layers."""
+    from ..models.inference import inference_net
+    from ..models.teacher import FrozenModel
+
+    module = frozen.model
     has_bn = any(isinstance(m, nn.BatchNorm2d) and m.running_mean is not None for m in module.modules())
-    return EvalModel(name, teacher, module, teacher.input_size, teacher.embedding_size, has_bn, source, "torch")
+    fast = FrozenModel(inference_net(module), checksum=frozen.checksum, embedding_size=frozen.embedding_size,
+                       input_size=frozen.input_size)
+    return EvalModel(name, fast, module, frozen.input_size, frozen.embedding_size, has_bn, source, "torch")

@@ -16,7 +16,7 @@ import os
 import platform
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,10 +25,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..data.pixels import normalize_uint8
 from ..data.verification_bin import load_bin_images
+from ..devices import resolve_device
 from ..errors import ConfigError
+from .cell_cache import CellCache, array_digest, cell_key
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
-from .model_loading import EvalModel, load_eval_model, resolve_device
+from .model_loading import EvalModel, load_eval_model
+from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
@@ -53,6 +57,8 @@ def facebn_spec(mode: str) -> tuple[str, float]:
 
 
 DEFAULT_PRIOR = 64.0
+FAR_TARGET = 1e-3  # verification_metrics' default: InsightFace's VAL@FAR=1e-3
+FAR_OFF_FACTOR = 2.0  # an achieved FAR more than this times the target is not "VAL at FAR=1e-3"
 METRICS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "val_std", "far", "xnorm")
 
 
@@ -67,14 +73,18 @@ class SweepConfig:
     batch_size: int = 64
     momentum: float = 0.1
     include_bn1d: bool = False
-    image_size: int = 112
+    image_size: int = BIN_FACE_SIZE
     calibrate_passes: int = 2  # FaceBN calibrate: passes over the set (2: no longer depends on the batch size)
 
     def __post_init__(self) -> None:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
             raise ConfigError(f"sizes: expected positive pixel sizes, got {self.sizes!r}")
+        check_probe_sizes(self.sizes, self.image_size)
         for mode in self.facebn_modes:
-            facebn_spec(mode)
+            try:
+                facebn_spec(mode)
+            except ConfigError as exc:
+                raise ConfigError(f"facebn modes {self.facebn_modes!r}: {exc}") from None
         if not self.facebn_modes or len(set(self.facebn_modes)) != len(self.facebn_modes):
             raise ConfigError(f"facebn modes: expected distinct values of {FACEBN_MODES}, got {self.facebn_modes!r}")
         if self.pair_mode not in PAIR_MODES:
@@ -94,6 +104,7 @@ def run_sweep(
     progress: bool = False,
     network: str | None = None,
     config: SweepConfig | None = None,
+    cache: CellCache | None = None,
 ) -> dict[str, Any]:
     """Evaluate every (model, bin, size, FaceBN mode) cell; returns a JSON-ready dict.
 
@@ -101,7 +112,8 @@ def run_sweep(
     "n/a"), the :data:`METRICS`, ``fold_accuracy``/``fold_threshold`` [10], ``tpr``/``fpr`` [T] on
     ``results["roc_thresholds"]`` and ``seconds``; a cell whose model input is bit-identical to an earlier
     size's (see :func:`probe_chain`) copies it and adds ``same_input_as_size``. ``config`` (if given)
-    overrides the keyword options.
+    overrides the keyword options. ``cache``: finished cells are stored there as they complete and
+    found there by a re-run with the same inputs (see :mod:`.cell_cache`).
     Each bin's images are decoded once and kept only while that bin is evaluated.
     """
     cfg = config or SweepConfig(tuple(int(s) for s in sizes), tuple(facebn_modes), pair_mode, int(batch_size))
@@ -116,8 +128,10 @@ def run_sweep(
         for bin_name, path in zip(bin_names, bins, strict=True):
             images, issame = load_bin_images(path, cfg.image_size)
             bin_info[bin_name] = {"path": str(path), "pairs": int(issame.size), "positives": int(issame.sum())}
+            faces = array_digest(images, issame) if cache is not None else None
             for model in loaded:
-                records += _sweep_one(model, bin_name, images, issame, cfg, dev, bar)
+                key = cell_key("verification", model, faces, cfg)
+                records += _sweep_one(model, bin_name, images, issame, cfg, dev, bar, cache if key else None, key)
     return {
         "records": records,
         "models": {m.name: _model_info(m) for m in loaded},
@@ -131,11 +145,16 @@ def run_sweep(
 
 
 def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, cfg: SweepConfig,
-               device: torch.device, bar: Any) -> list[dict[str, Any]]:
-    """All (size, FaceBN mode) cells of one model on one bin."""
-    hr = None
-    if cfg.pair_mode == "hr-lr":  # the gallery at HR: once per (model, bin), reused by every size and mode
-        hr = embed_at_size(model.fn, images, images.shape[1], model.input_size, cfg.batch_size, device)
+               device: torch.device, bar: Any, cache: CellCache | None = None,
+               key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """All (size, FaceBN mode) cells of one model on one bin; cells found in ``cache`` under ``key`` are reused."""
+    hr: list[np.ndarray] = []
+
+    def gallery() -> np.ndarray | None:  # the HR gallery: at most once per (model, bin), only if a cell needs it
+        if cfg.pair_mode == "hr-lr" and not hr:
+            hr.append(embed_at_size(model.fn, images, images.shape[1], model.input_size, cfg.batch_size, device))
+        return hr[0] if hr else None
+
     out, done = [], {}
     for size in cfg.sizes:
         chain = probe_chain(images.shape[1], size, model.input_size)
@@ -145,7 +164,13 @@ def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.n
                 same = done[(chain, mode)]
                 out.append({**same, "size": int(size), "seconds": 0.0, "same_input_as_size": same["size"]})
             else:
-                done[(chain, mode)] = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, hr)
+                fields = {**key, "size": int(size), "facebn": mode} if cache is not None and key else None
+                cached = cache.get(fields) if fields else None
+                if cached is None:
+                    cached = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, gallery())
+                    if fields:
+                        cache.put(fields, cached)
+                done[(chain, mode)] = {**cached, "model": model.name, "bin": bin_name}
                 out.append(done[(chain, mode)])
             bar.update(1)
     return out
@@ -171,15 +196,23 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
                     device: torch.device):
     """``x -> embeddings`` through a fresh FaceBN of ``model.module``; ``calibrate`` first passes once over
     ``images`` degraded to ``size`` (exactly as the evaluation will see them)."""
+    calibration = _Reiterable(lambda: calibration_batches(images, size, model.input_size, cfg.batch_size, device))
+    return facebn_fn(model, mode, cfg.momentum, cfg.include_bn1d,
+                     calibration if facebn_spec(mode)[0] == "calibrate" else None, cfg.calibrate_passes)
+
+
+def facebn_fn(model: EvalModel, mode: str, momentum: float = 0.1, include_bn1d: bool = False,
+              calibration: Iterable[torch.Tensor] | None = None, passes: int = 1):
+    """``x -> embeddings`` through a fresh FaceBN of ``model.module`` (``mode`` may carry a prior, ``prior:64``);
+    ``calibration`` (normalised batches, as the evaluation will see them; re-iterable when ``passes > 1``) is
+    passed first in ``calibrate`` mode."""
     from ..models.facebn import FaceBN
 
     assert model.module is not None
     mode, strength = facebn_spec(mode)
-    facebn = FaceBN(model.module, mode=mode, momentum=cfg.momentum, include_bn1d=cfg.include_bn1d,
-                    prior_strength=strength)
+    facebn = FaceBN(model.module, mode=mode, momentum=momentum, include_bn1d=include_bn1d, prior_strength=strength)
     if mode == "calibrate":
-        faces = _Reiterable(lambda: calibration_batches(images, size, model.input_size, cfg.batch_size, device))
-        facebn.calibrate(faces, passes=cfg.calibrate_passes)
+        facebn.calibrate(calibration if calibration is not None else [], passes=passes)
 
     def run(x: torch.Tensor) -> torch.Tensor:
         out = facebn(x)
@@ -203,7 +236,7 @@ def calibration_batches(images: np.ndarray, size: int, input_size: int, batch_si
     """Normalised ``[B, 3, input_size, input_size]`` batches of ``images`` (uint8 [N,H,W,3]) seen at ``size``."""
     for start in range(0, len(images), batch_size):
         x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-        yield degrade_normalised((x.permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5, size, input_size)
+        yield degrade_normalised(normalize_uint8(x.permute(0, 3, 1, 2)), size, input_size)
 
 
 def _model_info(model: EvalModel) -> dict[str, Any]:
@@ -273,9 +306,16 @@ def markdown_tables(results: Mapping[str, Any], metrics: Sequence[str] = ("accur
     return "\n".join(_table(results, bin_name, metric) for bin_name in results["bins"] for metric in metrics)
 
 
+def far_is_off(record: Mapping[str, Any]) -> bool:
+    """True when the FAR a cell reached on its held-out folds is far above :data:`FAR_TARGET` (e.g. a
+    collapsed model whose pairs all have distance 0 accepts everything: FAR 1.0, VAL 100 %)."""
+    return record.get("far") is not None and record["far"] > FAR_OFF_FACTOR * FAR_TARGET
+
+
 def _table(results: Mapping[str, Any], bin_name: str, metric: str) -> str:
     cfg, info = results["config"], results["bins"][bin_name]
-    title = {"accuracy_mean": "accuracy (%), mean ± std over 10 folds", "val": "VAL@FAR=1e-3 (%)"}[metric]
+    title = {"accuracy_mean": "accuracy (%), mean ± std over 10 folds",
+             "val": f"VAL@FAR={FAR_TARGET:g} (%), with the FAR reached on the held-out folds"}[metric]
     spread = {"accuracy_mean": "accuracy_std", "val": "val_std"}[metric]
     lines = [f"### {bin_name}: {title}, {info['pairs']} pairs ({cfg['pair_mode']})", "",
              "| model | FaceBN | " + " | ".join(f"{s} px" for s in cfg["sizes"]) + " |",
@@ -285,13 +325,23 @@ def _table(results: Mapping[str, Any], bin_name: str, metric: str) -> str:
         for mode in cfg["facebn_modes"]:
             row = [_cell_text(cells.get((model, mode, s)), metric, spread) for s in cfg["sizes"]]
             lines.append(f"| {model} | {mode} | " + " | ".join(row) + " |")
+    off = [r for r in cells.values() if far_is_off(r)]
+    if metric == "val" and off:
+        worst = max(r["far"] for r in off)
+        lines += ["", f"Warning: in {len(off)} cell(s) marked `!` the FAR reached is far above the {FAR_TARGET:g} "
+                      f"target (up to {worst:.3g}): the threshold set on the training folds does not hold "
+                      f"FAR={FAR_TARGET:g} (too few impostor pairs to resolve it, or ties such as embeddings "
+                      f"collapsed to one point), so their VAL is not a VAL@FAR={FAR_TARGET:g} and not comparable."]
     return "\n".join(lines) + "\n"
 
 
 def _cell_text(record: Mapping[str, Any] | None, metric: str, spread: str) -> str:
     if record is None or record.get(metric) is None:
         return "n/a"
-    return f"{100 * record[metric]:.2f} ± {100 * record[spread]:.2f}"
+    text = f"{100 * record[metric]:.2f} ± {100 * record[spread]:.2f}"
+    if metric == "val":
+        text += f" (FAR {record['far']:.1e}{' !' if far_is_off(record) else ''})"
+    return text
 
 
 def report_markdown(results: Mapping[str, Any], plots: Sequence[Path] = ()) -> str:

@@ -215,11 +215,13 @@ def _to_model_input(batch: Any, device: Any) -> Any:
     """uint8 [B,H,W,3] / [B,3,H,W] -> float [B,3,H,W] in [-1, 1]; float tensors pass unchanged."""
     import torch
 
+    from ..data.pixels import normalize_uint8
+
     x = torch.as_tensor(batch).to(device)
     if x.dtype == torch.uint8:
         if x.shape[-1] == 3 and x.shape[1] != 3:
             x = x.permute(0, 3, 1, 2)
-        return (x.float() / 255 - 0.5) / 0.5  # InsightFace's ((img / 255) - 0.5) / 0.5
+        return normalize_uint8(x)
     return x.float()
 
 

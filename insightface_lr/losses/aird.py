@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..registry import register_loss
+from ..registry import register_distill_term
 from .distiller import DistillDims, DistillInputs, DistillTerm, as_float, check_positive, make_adaptor
 
 
@@ -131,7 +131,7 @@ class AIRDConfig:
         check_positive("aird", tau=self.tau, tau_r=self.tau_r, scale=self.scale)
 
 
-@register_loss("aird")
+@register_distill_term("aird")
 class AIRDLoss(DistillTerm):
     """``alpha * L_instance + beta * L_relation``; owns a linear adaptor when Ds != Dt."""
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..registry import register_loss
+from ..registry import register_distill_term
 from .aird import cosine_distance, cosine_logits, soft_kl
 from .distiller import DistillDims, DistillInputs, DistillTerm, check_positive, make_adaptor
 
@@ -45,7 +45,7 @@ class KDConfig:
                               f"got {self.logits!r}")
 
 
-@register_loss("kd")
+@register_distill_term("kd")
 class HintonKDLoss(DistillTerm):
     """``alpha * tau^2 * KL(softmax(z_t/tau) || softmax(z_s/tau))``; needs teacher_centres."""
 
@@ -73,7 +73,7 @@ class HintonKDLoss(DistillTerm):
                                   "(DistillInputs.student_logits), which the trainer fills for such a term")
             if inputs.student_logits.shape != z_t.shape:
                 raise ConfigError(
-                    f"distill term 'kd': student_logits {tuple(inputs.student_logits.shape)} and teacher "
+                    f"distillation term 'kd': student_logits {tuple(inputs.student_logits.shape)} and teacher "
                     f"logits {tuple(z_t.shape)} differ: the student head must cover the teacher's identities"
                 )
             z_s = cfg.scale * inputs.student_logits.to(z_t.dtype)
@@ -93,7 +93,7 @@ class FeatConfig:
             raise ConfigError(f"'feat' config: metric must be 'cosine' or 'mse', got {self.metric!r}")
 
 
-@register_loss("feat")
+@register_distill_term("feat")
 class FeatureKDLoss(DistillTerm):
     """``alpha * (1 - cos)`` or ``alpha * MSE`` between adapted student and teacher embeddings."""
 
@@ -152,7 +152,7 @@ class RKDConfig:
     angle_weight: float = 2.0
 
 
-@register_loss("rkd")
+@register_distill_term("rkd")
 class RKDLoss(DistillTerm):
     """``distance_weight * L_dist + angle_weight * L_angle`` on raw embeddings (widths may differ)."""
 

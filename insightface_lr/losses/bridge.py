@@ -3,9 +3,10 @@
 Ge, Zhao, Li, Zhang, Li, "Efficient Low-Resolution Face Recognition via Bridge Distillation",
 IEEE TIP 2020, arXiv 2409.11786. Project's reading (METHODS.md):
 
-Step 1, cross-dataset adaptation (term ``"bridge_adapt"``). The trainer's model is the frozen
-teacher followed by a :class:`BridgeHead` ``g`` (Dt -> Db), trained on public HR identities with
-its margin head plus ``||g(x_h) - A(F_t(x_h))||^2`` where ``A = fixed_projection(Dt, Db, seed)``
+Step 1, cross-dataset adaptation (term ``"bridge_adapt"``). The trainer's student is the compact
+bridge network ``g`` (a separate small network, MobileFaceNet in the recipes, on HR faces: Db-dim
+embeddings), trained on public HR identities with its margin head plus
+``||g(x_h) - A(F_t(x_h))||^2`` where ``A = fixed_projection(Dt, Db, seed)``
 has orthonormal rows (a fixed projection onto a Db-dim subspace, no scale distortion): the compact
 bridge embedding stays close to the teacher's knowledge while the margin loss adapts it to the new
 identities.
@@ -22,10 +23,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..errors import ConfigError
-from ..registry import register_loss
+from ..registry import register_distill_term
 from .distiller import DistillDims, DistillInputs, DistillTerm, make_adaptor
 
 
@@ -45,34 +46,13 @@ def bridge_adaptation_loss(g_h: Tensor, a_t: Tensor) -> Tensor:
     return (g_h - a_t).pow(2).sum(dim=1).mean()
 
 
-class BridgeHead(nn.Module):
-    """Bridge embedding ``g`` on top of a frozen teacher embedding: [B, Dt] -> [B, Db].
-
-    ``hidden = 0``: Linear + BN (the arcface_torch embedding layer pattern);
-    ``hidden > 0``: Linear -> BN -> PReLU -> Linear -> BN.
-    """
-
-    def __init__(self, teacher_dim: int, bridge_dim: int, hidden: int = 0) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = teacher_dim
-        if hidden > 0:
-            layers += [nn.Linear(teacher_dim, hidden, bias=False), nn.BatchNorm1d(hidden), nn.PReLU(hidden)]
-            width = hidden
-        layers += [nn.Linear(width, bridge_dim, bias=False), nn.BatchNorm1d(bridge_dim)]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, f_t: Tensor) -> Tensor:
-        return self.net(f_t)
-
-
 @dataclass(frozen=True)
 class BridgeAdaptConfig:
     weight: float = 1.0  # weight of ||g - A F_t||^2 next to the margin loss
     seed: int = 0  # seed of the fixed projection A
 
 
-@register_loss("bridge_adapt")
+@register_distill_term("bridge_adapt")
 class BridgeAdaptLoss(DistillTerm):
     """Step 1: ``weight * ||student - A(teacher)||^2`` with the fixed projection A (a buffer)."""
 
@@ -96,7 +76,7 @@ class BridgeConfig:
     normalize: bool = False  # compare unit vectors instead of raw embeddings
 
 
-@register_loss("bridge")
+@register_distill_term("bridge")
 class BridgeLoss(DistillTerm):
     """Step 2: ``lambda * mean_i ||F_s(x_l)_i - g(x_h)_i||^2``; adaptor when Ds != Db."""
 

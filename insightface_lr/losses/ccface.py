@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..registry import register_loss
+from ..registry import register_distill_term
 from .distiller import DistillDims, DistillInputs, DistillTerm, check_positive, make_adaptor
 from .margin import combined_margin
 
@@ -91,12 +91,12 @@ class CCFaceConfig:
     def __post_init__(self) -> None:
         check_positive("ccface", s=self.s, norm_h=self.norm_h, predictor_hidden=self.predictor_hidden)
         if self.margin_rule not in MARGIN_RULES:
-            raise ConfigError(f"distill config for 'ccface': margin_rule must be one of {MARGIN_RULES}")
+            raise ConfigError(f"distillation term 'ccface' config: margin_rule must be one of {MARGIN_RULES}")
         if self.m < 0:
-            raise ConfigError(f"distill config for 'ccface': m must be >= 0, got {self.m}")
+            raise ConfigError(f"distillation term 'ccface' config: m must be >= 0, got {self.m}")
 
 
-@register_loss("ccface")
+@register_distill_term("ccface")
 class CCFaceLoss(DistillTerm):
     """Classification consistency on W_t + asymmetric cross-resolution term."""
 

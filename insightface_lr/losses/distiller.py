@@ -1,7 +1,7 @@
 """Compose registered distillation terms from a ``--distill aird+ccface`` style spec.
 
-Every term is an ``nn.Module`` registered with ``@register_loss(name)`` and built as
-``LOSSES.build(name, dims, **config_fields)``; its ``forward(inputs)`` returns a flat dict of
+Every distillation term is an ``nn.Module`` registered with ``@register_distill_term(name)`` and built as
+``DISTILL_TERMS.build(name, dims, **config_fields)``; its ``forward(inputs)`` returns a flat dict of
 tensors with a ``"loss"`` key (already weighted by the term's own alpha/beta) plus named parts for
 logging. The :class:`Distiller` sums ``weight * loss`` over the selected terms.
 
@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..registry import LOSSES
+from ..registry import DISTILL_TERMS
 
 
 @dataclass
@@ -65,7 +65,7 @@ def make_config(config_class: type, term: str, fields: Mapping[str, Any]) -> Any
     unknown = sorted(set(fields) - set(valid))
     if unknown:
         raise ConfigError(
-            f"distill config for {term!r}: unknown field(s) {', '.join(unknown)}; "
+            f"distillation term {term!r} config: unknown field(s) {', '.join(unknown)}; "
             f"valid fields: {', '.join(valid)}"
         )
     return config_class(**fields)
@@ -75,7 +75,7 @@ def check_positive(term: str, **values: float) -> None:
     """Config validation shared by the terms' ``__post_init__``."""
     for name, value in values.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-            raise ConfigError(f"distill config for {term!r}: field {name} must be > 0, got {value!r}")
+            raise ConfigError(f"distillation term {term!r} config: field {name} must be > 0, got {value!r}")
 
 
 class DistillTerm(nn.Module):
@@ -105,12 +105,12 @@ class DistillTerm(nn.Module):
         expected = (self.dims.student_dim, self.dims.teacher_dim)
         if student.ndim != 2 or teacher.ndim != 2 or (student.shape[1], teacher.shape[1]) != expected:
             raise ConfigError(
-                f"distill term {self.name!r}: expected student [B, {expected[0]}] and "
+                f"distillation term {self.name!r}: expected student [B, {expected[0]}] and "
                 f"teacher [B, {expected[1]}] "
                 f"(DistillDims), got {tuple(student.shape)} and {tuple(teacher.shape)}"
             )
         if student.shape[0] != teacher.shape[0]:
-            raise ConfigError(f"distill term {self.name!r}: student and teacher batch sizes differ")
+            raise ConfigError(f"distillation term {self.name!r}: student and teacher batch sizes differ")
         return student, teacher
 
     def centres(self, inputs: DistillInputs, required: bool = True) -> Tensor | None:
@@ -119,14 +119,14 @@ class DistillTerm(nn.Module):
         if w is None:
             if required:
                 raise ConfigError(
-                    f"distill term {self.name!r} needs teacher_centres: the frozen teacher classifier W_t "
+                    f"distillation term {self.name!r} needs teacher_centres: the frozen teacher classifier W_t "
                     f"[num_classes, {self.dims.teacher_dim}] trained on the same identities "
                     "(teacher checkpoint with its margin head / partial-FC weights)"
                 )
             return None
         if w.ndim != 2 or w.shape[1] != self.dims.teacher_dim:
             raise ConfigError(
-                f"distill term {self.name!r}: teacher_centres must be [C, {self.dims.teacher_dim}], "
+                f"distillation term {self.name!r}: teacher_centres must be [C, {self.dims.teacher_dim}], "
                 f"got {tuple(w.shape)}"
             )
         return as_float(w).detach()
@@ -177,7 +177,7 @@ class Distiller(nn.Module):
             with torch.autocast(inputs.student.device.type, enabled=False):
                 out = term(inputs)
             if "loss" not in out:
-                raise ConfigError(f"distill term {name!r} returned no 'loss' key (got {sorted(out)})")
+                raise ConfigError(f"distillation term {name!r} returned no 'loss' key (got {sorted(out)})")
             total = total + self.weights[name] * out["loss"]
             for key, value in out.items():
                 parts[f"{name}/{key}"] = value.detach().float()
@@ -202,7 +202,7 @@ def build_distiller(
     config: Mapping[str, Mapping[str, Any]] | None = None,
     weights: Mapping[str, float] | None = None,
 ) -> Distiller:
-    """Build the terms named in ``spec`` (each from ``LOSSES``) with their config fields.
+    """Build the terms named in ``spec`` (each from ``DISTILL_TERMS``) with their config fields.
 
     ``config`` and ``weights`` are keyed by term name. A key naming a registered loss that is not
     selected is ignored (one recipe may configure several terms); any other key is a ConfigError.
@@ -210,14 +210,14 @@ def build_distiller(
     """
     names = parse_spec(spec)
     config, weights = dict(config or {}), dict(weights or {})
-    for field, mapping in (("distill config", config), ("distill weights", weights)):
-        stray = sorted(k for k in mapping if k not in names and k not in LOSSES)
+    for field, mapping in (("field `distill_config`", config), ("field `distill_weights`", weights)):
+        stray = sorted(k for k in mapping if k not in names and k not in DISTILL_TERMS)
         if stray:
             raise ConfigError(f"{field}: unknown term(s) {', '.join(stray)}; selected terms: {names}")
     terms: dict[str, nn.Module] = {}
     for name in names:
-        term = LOSSES.build(name, dims, **dict(config.get(name, {})))
+        term = DISTILL_TERMS.build(name, dims, **dict(config.get(name, {})))
         if not isinstance(term, nn.Module):
-            raise ConfigError(f"distill term {name!r} must build an nn.Module, got {type(term).__name__}")
+            raise ConfigError(f"distillation term {name!r} must build an nn.Module, got {type(term).__name__}")
         terms[name] = term
     return Distiller(terms, {n: weights[n] for n in names if n in weights})

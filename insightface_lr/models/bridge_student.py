@@ -7,7 +7,7 @@ blocks (3x3 depthwise -> BN -> PReLU -> 1x1 pointwise -> BN [-> PReLU]), channel
 conv followed by a BN so :func:`insightface_lr.models.fuse.fold_batchnorm` removes them for inference,
 and a global depthwise conv (GDC) head -> Linear -> BatchNorm1d as in MobileFaceNet.
 
-Input ``[B, 3, S, S]`` normalised ``(x/255 - 0.5)/0.5``; ``S = input_size`` (16 native, 32, or 112 where
+Input ``[B, 3, S, S]`` in the model-input convention (data.pixels); ``S = input_size`` (16 native, 32, or 112 where
 extra stride-2 stem blocks bring the map down to <= 16 first); output ``[B, embedding_size]`` (128 default).
 Parameters: ~0.21M at 128-d for every input size (the stem adds ~1.4k per extra down-sampling; a 512-d
 embedding adds 0.1M for the larger Linear).

@@ -7,10 +7,10 @@ How insightface 2.1 treats an ONNX file (read from ``model_zoo.py`` / ``arcface_
   We export it with a **resize stem**: the graph takes InsightFace's 112x112 aligned crop and down-samples
   it inside the graph (a fixed separable matrix product, antialiased, the same kernel as our degradation)
   to the student's native size. ``resize_stem`` reproduces the stem in PyTorch.
-* ``ArcFaceONNX`` feeds ``(pixel - 127.5) / 127.5`` in RGB order (``blobFromImages(..., swapRB=True)`` on
-  BGR images) unless one of the first 8 node names starts with ``Sub``/``Mul`` (then 0/1): exactly our
-  ``(x/255 - 0.5)/0.5`` RGB convention, so the graph holds no normalisation and we rename any node whose
-  name would trigger the 0/1 rule.
+* ``ArcFaceONNX`` feeds ``(pixel - mean) / std`` with its default mean and std in RGB order
+  (``blobFromImages(..., swapRB=True)`` on BGR images) unless one of the first 8 node names starts with
+  ``Sub``/``Mul`` (then 0/1): exactly our model-input convention (:mod:`insightface_lr.data.pixels`), so
+  the graph holds no normalisation and we rename any node whose name would trigger the 0/1 rule.
 * A model package (manifest v2) is a folder with ``manifest.json`` whose ``license`` field is the path of a
   signed ``MODEL.LICENSE``; only InsightFace signs those, so we never write one (insightface then applies
   its default terms) and put the user's own terms in ``LICENSE.txt`` and the manifest's ``license_terms``.
@@ -31,8 +31,11 @@ import torch
 from torch import nn
 
 from ..atomic import atomic_path
+from ..data.pixels import ONNX_MEAN, ONNX_STD
 from ..errors import ConfigError, ModelLoadError
-from .teacher import Teacher, file_sha256, load_student, save_student
+from .student_file import load_student, save_student
+from .teacher import Teacher
+from .weights import file_sha256
 
 __all__ = [
     "ExportGraph", "ResizeStem", "bake_facebn", "check_onnx_matches", "export_model_package", "export_onnx",
@@ -125,13 +128,16 @@ def export_onnx(
     opset: int = 17,
     kernel: str = "bicubic",
     check: bool = True,
+    int8_calibration: np.ndarray | None = None,
 ) -> Path:
     """Write ``model`` as ONNX with input ``[batch,3,input_size,input_size]`` and output ``[batch,D]``.
 
     ``facebn``: a FaceBN (``models/facebn.py``) whose adapted statistics are copied into the BN running
     stats before export (``model`` may itself be the FaceBN). ``fold_bn``: conv/linear + BN pairs merged.
     ``check``: run the file with onnxruntime and compare with PyTorch (raises ModelLoadError if they
-    differ). The file is written atomically.
+    differ). ``int8_calibration``: graph inputs ``[N,3,input_size,input_size]``
+    (:func:`~insightface_lr.models.quantize.calibration_inputs`) to quantise the checked float graph to int8
+    with (QDQ, per-channel weights). The file is written atomically.
     """
     if input_size < 112 or input_size % 16:
         warnings.warn(
@@ -148,7 +154,20 @@ def export_onnx(
         _rename_mxnet_like_nodes(tmp)
         if check:
             check_onnx_matches(graph, tmp, dummy)
+        if int8_calibration is not None:
+            _quantize_in_place(tmp, int8_calibration)
     return path
+
+
+def _quantize_in_place(path: Path, calibration: np.ndarray) -> None:
+    from .quantize import quantize_int8
+
+    float_path = path.with_name(path.name + ".float.onnx")
+    path.replace(float_path)
+    try:
+        quantize_int8(float_path, path, calibration)
+    finally:
+        float_path.unlink(missing_ok=True)
 
 
 def prepare_for_export(model: nn.Module, facebn: Any = None, fold_bn: bool = True) -> nn.Module:
@@ -218,7 +237,9 @@ def check_onnx_matches(graph: nn.Module, path: Path, x: torch.Tensor, tol: float
     """Raise ModelLoadError when onnxruntime's embeddings of ``x`` differ from PyTorch's (cosine > tol)."""
     import onnxruntime
 
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from ..runtime import ort_session_options
+
+    session = onnxruntime.InferenceSession(str(path), ort_session_options(), providers=["CPUExecutionProvider"])
     got = torch.from_numpy(session.run(None, {session.get_inputs()[0].name: x.numpy()})[0])
     with torch.no_grad():
         want = graph(x)
@@ -265,7 +286,7 @@ def export_model_package(
                 "sha256": file_sha256(folder / onnx_name),
                 "input_size": [input_size, input_size],
                 "embedding_dimension": embedding_dimension,
-                "preprocessing": {"mean": 127.5, "std": 127.5},
+                "preprocessing": {"mean": ONNX_MEAN, "std": ONNX_STD},
                 "preprocessing_version": "insightface-arcface-1",
             }
         },

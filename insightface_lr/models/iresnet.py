@@ -5,7 +5,7 @@ Deng et al., "ArcFace: Additive Angular Margin Loss for Deep Face Recognition" (
 head). Module names and registration order match arcface_torch exactly, so a ``backbone.pth`` trained
 there loads here with ``strict=True`` and vice versa.
 
-Input ``[B, 3, S, S]`` normalised ``(x/255 - 0.5)/0.5`` (RGB); output ``[B, embedding_size]``, not
+Input ``[B, 3, S, S]`` in the model-input convention (data.pixels, RGB); output ``[B, embedding_size]``, not
 L2-normalised. ``S = input_size`` (112 by default); other sizes only change ``fc``'s in-features
 (``512 * s * s`` with ``s`` the trunk's output side, 7 for 112), for students run at native low resolution.
 """

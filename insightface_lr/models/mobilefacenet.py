@@ -6,7 +6,7 @@ a 1x1 conv to 512 channels and a global depthwise conv (GDC) instead of average 
 Linear -> BatchNorm1d. arcface_torch's variant uses ``scale=2`` widths and blocks ``(1, 4, 6, 2)``
 (about 2.06M parameters with a 512-d embedding); module names match it, so its checkpoints load strictly.
 
-Input ``[B, 3, S, S]`` normalised ``(x/255 - 0.5)/0.5``; output ``[B, embedding_size]``. ``S = input_size``
+Input ``[B, 3, S, S]`` in the model-input convention (data.pixels); output ``[B, embedding_size]``. ``S = input_size``
 (112 by default) only changes the GDC kernel (the trunk's output side, 7 for 112).
 """
 

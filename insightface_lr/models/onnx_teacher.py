@@ -3,8 +3,9 @@
 Input convention, read from insightface 2.1's ``ArcFaceONNX``: it feeds
 ``cv2.dnn.blobFromImages(bgr, 1/std, size, (mean,)*3, swapRB=True)``, i.e. RGB pixels ``(p - mean) / std``.
 ``mean/std`` is ``0/1`` when one of the graph's first 8 nodes is named ``Sub*``/``_minus*`` and one is named
-``Mul*``/``_mul*`` (MXNet conversions normalise inside the graph), else ``127.5/127.5``. Our tensors are RGB
-``(p/255 - 0.5)/0.5 = (p - 127.5)/127.5``, so ``p = 127.5 x + 127.5`` and the model gets ``(p - mean) / std``.
+``Mul*``/``_mul*`` (MXNet conversions normalise inside the graph), else insightface's default (our own
+convention on 0..255 values, :data:`insightface_lr.data.pixels.ONNX_MEAN`). Our RGB model inputs are turned
+back into 0..255 values by :mod:`insightface_lr.data.pixels`, and the model gets ``(p - mean) / std``.
 onnxruntime is imported lazily so that importing this module stays cheap.
 """
 
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.pixels import ONNX_MEAN, ONNX_STD, model_input_to_pixel_values
 from ..errors import ModelLoadError
-from .teacher import Teacher, file_sha256
+from .teacher import Teacher
+from .weights import file_sha256
 
 _NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
@@ -30,7 +33,7 @@ def detect_input_normalisation(path: str | Path) -> tuple[float, float]:
     nodes = onnx.load(str(path), load_external_data=False).graph.node[:8]
     has_sub = any(n.name.startswith(("Sub", "_minus")) for n in nodes)
     has_mul = any(n.name.startswith(("Mul", "_mul")) for n in nodes)
-    return (0.0, 1.0) if has_sub and has_mul else (127.5, 127.5)
+    return (0.0, 1.0) if has_sub and has_mul else (ONNX_MEAN, ONNX_STD)
 
 
 class _OnnxRunner(nn.Module):
@@ -46,7 +49,7 @@ class _OnnxRunner(nn.Module):
         self.output_name = session.get_outputs()[0].name
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pixels = x.detach().float().cpu().numpy() * 127.5 + 127.5
+        pixels = model_input_to_pixel_values(x.detach().float().cpu()).numpy()
         blob = (pixels - self.input_mean) / self.input_std
         if self.swap_rb:
             blob = blob[:, ::-1]
@@ -122,7 +125,7 @@ def read_package_recognition(folder: Path) -> tuple[Path, float, float]:
     try:
         doc = json.loads(manifest.read_text(encoding="utf-8"))
         task = doc["tasks"]["recognition"]
-        name, prep = task["file"], task.get("preprocessing", {"mean": 127.5, "std": 127.5})
+        name, prep = task["file"], task.get("preprocessing", {"mean": ONNX_MEAN, "std": ONNX_STD})
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ModelLoadError(f"{manifest}: not a model package with a tasks.recognition entry ({exc!r})") from exc
     if doc.get("manifest_version") != 2:
@@ -148,8 +151,10 @@ def _open_session(path: Path, device: str):
     providers = ["CPUExecutionProvider"]
     if device != "cpu" and "CUDAExecutionProvider" in available:
         providers.insert(0, "CUDAExecutionProvider")
+    from ..runtime import ort_session_options
+
     try:
-        return onnxruntime.InferenceSession(str(path), providers=providers)
+        return onnxruntime.InferenceSession(str(path), ort_session_options(), providers=providers)
     except Exception as exc:  # onnxruntime raises its own exception types for invalid graphs
         raise ModelLoadError(f"{path}: onnxruntime cannot load this file: {exc}") from exc
 

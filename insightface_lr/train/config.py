@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 import runpy
 import sys
 import types
@@ -73,8 +74,8 @@ class TrainConfig:
     student_input_size: int = 112              # native input of the student (16 for a 16-px student)
     lr_sizes: tuple[int, ...] = (16,)          # training resolutions of the LR view (sampled per batch)
     degrade: Mapping[str, Any] = field(default_factory=dict)   # DegradeConfig fields
-    # per-term config, e.g. {"aird": {"beta": 2.0}}
-    loss: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # per-term config, e.g. {"aird": {"beta": 2.0}} (also read from `loss`, its earlier name)
+    distill_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     distill_weights: Mapping[str, float] = field(default_factory=dict)   # per-term multiplier in the sum
     margin_mode: str = "insightface"           # "insightface" (straight-through, parity) or "exact"
     margin_weight: float = 1.0                 # weight of the student's own margin loss
@@ -86,11 +87,28 @@ class TrainConfig:
     overwrite: bool = False                    # replace the run already in `output` (else refused)
     clip_grad_norm: float = 5.0
     val_sizes: tuple[int, ...] = ()            # LR sizes for verification during training (default lr_sizes)
-    device: str = "auto"                       # "auto", "cpu" or "cuda"
+    device: str = "auto"                       # "auto", "cpu", "cuda" or "cuda:N"
     max_num_classes: int = 10_000_000          # refuse more identities (a corrupt label); WebFace42M has 2M
 
     def __post_init__(self) -> None:
         _check_values(self)
+
+
+_POSITIVE_INT = (lambda v: v >= 1, "a positive integer")
+_AT_LEAST_ZERO = (lambda v: v >= 0, "a number >= 0")
+# field -> (test, what is expected): the numeric fields a bad value of which would otherwise surface deep in
+# torch (a ValueError traceback), or not at all (a negative clip norm flips every gradient)
+_RANGES: dict[str, tuple[Any, str]] = {
+    **dict.fromkeys(("batch_size", "num_epoch", "gradient_acc", "max_num_classes", "embedding_size"), _POSITIVE_INT),
+    **dict.fromkeys(("weight_decay", "warmup_epoch", "num_workers", "verbose", "frequent", "checkpoint_every",
+                     "num_classes", "num_image", "margin_weight"), _AT_LEAST_ZERO),
+    "max_steps": (lambda v: v >= 0, "0 (train num_epoch epochs) or a positive integer"),
+    "lr": (lambda v: v > 0, "a learning rate > 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a momentum in [0, 1)"),
+    "sample_rate": (lambda v: 0 < v <= 1, "a partial-FC sample rate in (0, 1]"),
+    "clip_grad_norm": (lambda v: v > 0, "a gradient-norm bound > 0"),
+}
+FACEBN_MODES = ("batch", "online", "calibrate")
 
 
 def _check_values(cfg: TrainConfig) -> None:
@@ -98,12 +116,14 @@ def _check_values(cfg: TrainConfig) -> None:
         raise ConfigError(f"field `margin_mode`: expected 'insightface' or 'exact', got {cfg.margin_mode!r}")
     if cfg.optimizer not in ("sgd", "adamw"):
         raise ConfigError(f"field `optimizer`: expected 'sgd' or 'adamw', got {cfg.optimizer!r}")
-    for name in ("batch_size", "num_epoch", "gradient_acc", "max_num_classes"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"field `{name}`: expected a positive integer, got {getattr(cfg, name)}")
-    if cfg.max_steps < 0:
-        raise ConfigError(f"field `max_steps`: expected 0 (train num_epoch epochs) or a positive integer, "
-                          f"got {cfg.max_steps}")
+    for name, (holds, expected) in _RANGES.items():
+        if not holds(getattr(cfg, name)):
+            raise ConfigError(f"field `{name}`: expected {expected}, got {getattr(cfg, name)!r}")
+    if cfg.facebn is not None and cfg.facebn not in FACEBN_MODES:
+        raise ConfigError(f"field `facebn`: expected None or one of {FACEBN_MODES}, got {cfg.facebn!r}")
+    for term, weight in cfg.distill_weights.items():
+        if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
+            raise ConfigError(f"field `distill_weights`: weight of {term!r}: expected a number >= 0, got {weight!r}")
     for name, reason in UNSUPPORTED_ARCFACE_FIELDS.items():
         if getattr(cfg, name) != _FIELDS[name].default:
             raise ConfigError(f"field `{name}`: {reason}; expected {_FIELDS[name].default!r}, "
@@ -111,11 +131,12 @@ def _check_values(cfg: TrainConfig) -> None:
     for size in cfg.lr_sizes + cfg.val_sizes:
         if not 4 <= size <= 112:
             raise ConfigError(f"field `lr_sizes`/`val_sizes`: LR size {size} must be in 4..112 (HR input)")
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ConfigError(f"field `device`: expected 'auto', 'cpu' or 'cuda', got {cfg.device!r}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
+        raise ConfigError(f"field `device`: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}")
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+FIELD_ALIASES = {"loss": "distill_config"}  # earlier field names, still read so that user configs keep working
 
 
 class _EasyDict(dict):
@@ -171,7 +192,11 @@ def build_config(fields: Mapping[str, Any], source: str = "config") -> TrainConf
     """Validate and coerce a flat mapping of fields into a :class:`TrainConfig`."""
     hints = typing.get_type_hints(TrainConfig)
     values: dict[str, Any] = {}
+    if "loss" in fields and "distill_config" in fields:
+        raise ConfigError(f"{source}: fields `loss` and `distill_config` are the same field (`loss` is its "
+                          "earlier name); set only `distill_config`")
     for name, value in fields.items():
+        name = FIELD_ALIASES.get(name, name)
         if name in IGNORED_ARCFACE_FIELDS:
             continue
         if name not in _FIELDS:
@@ -241,9 +266,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     return name.strip(), value
 
 
+DEFAULT_OUTPUT = "work_dirs/insightface_lr"  # output folder of a run without a config file or `output`
+
+
 def load_config(path: str | Path | None, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read a config file (or none: defaults) and apply command-line overrides on top."""
-    fields = read_config_file(path) if path is not None else {}
+    fields = read_config_file(path) if path is not None else {"output": DEFAULT_OUTPUT}
     source = str(path) if path is not None else "defaults"
     fields.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return build_config(fields, source=source)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError
+from ..devices import resolve_device
 
 
 @dataclass(frozen=True)
@@ -33,14 +33,6 @@ class DistContext:
         return self.world_size > 1
 
 
-def resolve_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("field `device`: 'cuda' requested but no CUDA device is available")
-    if preference == "cpu" or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda", local_rank)
-
-
 def init_distributed(device_preference: str = "auto", timeout_s: float = 300.0) -> DistContext:
     """Join the ``torchrun`` process group if there is one; otherwise a single-process context.
 
@@ -50,7 +42,7 @@ def init_distributed(device_preference: str = "auto", timeout_s: float = 300.0) 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = resolve_device(device_preference, local_rank)
+    device = resolve_device(device_preference, local_rank, source="field `device`")
     if world_size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         if device.type == "cuda":

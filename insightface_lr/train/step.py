@@ -25,10 +25,10 @@ import torch
 from torch import Tensor, nn
 
 from ..data.degrade import DegradeConfig, degrade_to_size
+from ..data.pixels import normalize_uint8
 from ..losses.distiller import Distiller, DistillInputs
 from ..losses.partial_fc import ShardedMarginClassifier, gather_rows
 from .distributed import DistContext
-from .teacher_cache import normalize_uint8
 from .teacher_outputs import TeacherOutputs
 from .views import HR_SIZE, BatchViews, make_views
 

@@ -23,6 +23,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from ..data.pixels import normalize_uint8
+
 CACHE_FORMAT = 1
 
 
@@ -42,11 +44,6 @@ def file_fingerprint(path: str | Path, sample_bytes: int = 1 << 20) -> str:
 def cache_key(teacher_checksum: str, data_checksum: str, input_size: int) -> str:
     text = f"v{CACHE_FORMAT}|{teacher_checksum}|{data_checksum}|{input_size}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def normalize_uint8(images: torch.Tensor) -> torch.Tensor:
-    """uint8 ``[B,3,H,W]`` RGB -> float InsightFace input ``(x/255 - 0.5) / 0.5``."""
-    return images.float().div_(127.5).sub_(1.0)
 
 
 class TeacherCache:

@@ -20,12 +20,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from ..devices import resolve_device
 from ..errors import ConfigError, InsightFaceLRError
 from . import parts
 from .callbacks import TrainLogger
 from .checkpoint import CheckpointFolder
 from .config import TrainConfig
-from .distributed import DistContext, all_reduce_mean_, barrier, global_mean, resolve_device
+from .distributed import DistContext, all_reduce_mean_, barrier, global_mean
 from .run_record import check_resumable, clear_run, read_run_file, refuse_other_run, run_record, write_run_file
 from .sampler import ResumableDistributedSampler
 from .schedule import build_optimizer, build_scheduler
@@ -44,7 +45,7 @@ class TrainingDivergedError(InsightFaceLRError):
 class Trainer:
     def __init__(self, cfg: TrainConfig, ctx: DistContext | None = None, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
-        self.ctx = ctx or DistContext(device=resolve_device(cfg.device))
+        self.ctx = ctx or DistContext(device=resolve_device(cfg.device, source="field `device`"))
         self.device = self.ctx.device
         self.output = Path(cfg.output or "work_dirs/insightface_lr")
         self.record = run_record(cfg)
@@ -194,7 +195,7 @@ class Trainer:
         return results
 
     def _finish(self) -> Path:
-        from ..models.teacher import save_student
+        from ..models.student_file import save_student
 
         results = self.validate()
         path = self.output / "student.pt"

@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.degrade import DegradeConfig, degrade
-from .teacher_cache import normalize_uint8
+from ..data.pixels import normalize_uint8
 
 HR_SIZE = 112  # InsightFace's aligned crop
 
 
 @dataclass
 class BatchViews:
-    hr: Tensor  # [B,3,112,112] float, normalised (x/255-0.5)/0.5: teacher input
+    hr: Tensor  # [B,3,112,112] float model input (data.pixels): teacher input
     lr: Tensor  # [B,3,S,S] float, normalised: student input (S = student input size)
     flipped: Tensor  # [B] bool: the HR/LR pair was mirrored
     hr_pixels: Tensor  # [B,3,112,112] uint8 RGB: the HR view before normalisation
@@ -49,6 +49,6 @@ def make_views(
     images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
     if images.shape[-1] != HR_SIZE or images.shape[-2] != HR_SIZE:
         images = F.interpolate(images.float(), size=(HR_SIZE, HR_SIZE), mode="bilinear", antialias=True,
-                               align_corners=False).round_().clamp_(0, 255).to(torch.uint8)
+                               align_corners=False).round_().clamp_(0, 255).to(torch.uint8)  # stays uint8
     lr = degrade(images, degrade_config, degrade_generator(seed, step, rank))
     return BatchViews(hr=normalize_uint8(images), lr=normalize_uint8(lr), flipped=flipped, hr_pixels=images)

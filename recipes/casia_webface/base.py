@@ -6,7 +6,7 @@ config = edict()
 config.margin_list = (1.0, 0.5, 0.0)
 config.network = "r50"
 config.resume = False
-config.output = None
+config.output = None  # each recipe sets its own: work_dirs/casia_webface/<recipe>
 config.embedding_size = 512
 config.sample_rate = 1.0
 config.fp16 = True
@@ -27,7 +27,7 @@ config.num_epoch = 34
 config.warmup_epoch = 0
 config.val_targets = ["lfw", "cfp_fp", "agedb_30"]
 
-config.teacher = "work_dirs/casia_webface_teacher_r50/model.pt"
+config.teacher = "work_dirs/casia_webface/teacher_r50/student.pt"  # teacher_r50.py writes it (a backbone.pth works)
 config.lr_sizes = (16,)
 config.val_sizes = (32, 24, 16, 12, 8)
 config.degrade = {"sizes": (16,), "down_kernel": "bicubic"}

@@ -2,6 +2,7 @@
 from easydict import EasyDict as edict
 
 config = edict()
+config.output = "work_dirs/casia_webface/kd"  # its own folder: no two recipes share one
 config.network = "mbf"
 config.student_input_size = 112
 config.distill = "kd"

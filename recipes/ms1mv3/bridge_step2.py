@@ -3,8 +3,9 @@
 from easydict import EasyDict as edict
 
 config = edict()
+config.output = "work_dirs/ms1mv3/bridge_step2"  # its own folder: no two recipes share one
 config.network = "bridge_student"
 config.student_input_size = 16
 config.embedding_size = 128
 config.distill = "bridge"
-config.teacher = "work_dirs/bridge_step1/student.pt"
+config.teacher = "work_dirs/ms1mv3/bridge_step1/student.pt"  # what bridge_step1.py writes

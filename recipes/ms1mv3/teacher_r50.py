@@ -2,6 +2,7 @@
 from easydict import EasyDict as edict
 
 config = edict()
+config.output = "work_dirs/ms1mv3/teacher_r50"  # its own folder: no two recipes share one
 config.network = "r50"
 config.distill = "none"
 config.teacher = None

@@ -67,3 +67,48 @@ def test_pack_then_info(tmp_path: Path, capsys) -> None:
     assert RecordDataset(out).labels == [0, 0, 1]  # p1 sorts first
     assert cli.main(["pack", str(tmp_path / "nowhere"), str(out)]) == 2
     assert "image folder not found" in capsys.readouterr().err
+
+
+def test_info_says_when_the_index_is_missing_or_empty(tmp_path: Path, capsys) -> None:
+    import shutil
+
+    shutil.copy(FIX / "train.rec", tmp_path / "train.rec")
+    info = info_json(capsys, tmp_path / "train.rec")  # no .idx: records found by a scan, and it says so
+    assert info["records"] == 10 and info["index"].startswith("none: train.idx is missing")
+    (tmp_path / "train.idx").write_bytes(b"")  # a zero-byte index: an error naming it, not "records: 0"
+    assert cli.main(["info", str(tmp_path / "train.rec")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'train.idx'}: index file lists no record" in err
+    assert "delete train.idx" in err
+
+
+def _face_folder(root: Path, sizes: dict[str, list[int]]) -> None:
+    rng = np.random.default_rng(0)
+    for name, sides in sizes.items():
+        (root / name).mkdir(parents=True)
+        for j, side in enumerate(sides):
+            (root / name / f"{j}.jpg").write_bytes(encode_jpeg(rng.integers(0, 255, (side, side, 3), dtype=np.uint8)))
+
+
+def test_pack_names_every_bad_image_at_once(tmp_path: Path, capsys) -> None:
+    _face_folder(tmp_path / "faces", {"a": [16, 16], "b": [16, 24], "c": [16]})
+    (tmp_path / "faces" / "a" / "broken.jpg").write_bytes(b"not an image")
+    (tmp_path / "faces" / "c" / "empty.png").write_bytes(b"")
+    assert cli.main(["pack", str(tmp_path / "faces"), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "3 bad image(s) of 7" in err and "--skip-bad" in err
+    for name in ("broken.jpg", "1.jpg: image is 24x24 but the common size is 16x16", "empty.png"):
+        assert name in err, name
+    assert not (tmp_path / "out").exists()
+
+
+def test_pack_skip_bad_leaves_them_out_and_lists_them(tmp_path: Path, capsys) -> None:
+    _face_folder(tmp_path / "faces", {"a": [16, 16], "b": [24], "c": [16]})
+    (tmp_path / "faces" / "a" / "broken.jpg").write_bytes(b"not an image")
+    assert cli.main(["pack", str(tmp_path / "faces"), str(tmp_path / "out"), "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped {tmp_path / 'faces' / 'a' / 'broken.jpg'}" in out
+    assert f"skipped {tmp_path / 'faces' / 'b' / '0.jpg'}: image is 24x24" in out
+    assert f"skipped {tmp_path / 'faces' / 'b'}: identity left out" in out  # its only image was bad
+    packed = RecordDataset(tmp_path / "out")
+    assert packed.labels == [0, 0, 1] and packed.num_classes == 2  # a, c: labels without a gap

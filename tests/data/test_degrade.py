@@ -26,7 +26,6 @@ from insightface_lr.data.degrade import (
     degrade_to_size,
     gaussian_blur,
     jpeg_simulate,
-    paired_views,
     quantisation_tables,
     resize,
     sample_params,
@@ -194,13 +193,11 @@ def test_noise_std_is_per_sample() -> None:
                                atol=1e-6)
 
 
-def test_uint8_and_float_inputs_agree_and_paired_views() -> None:
+def test_uint8_and_float_inputs_agree() -> None:
     x = smooth_faces(6)
     as_float = degrade(x, FULL, 3)
     as_uint8 = degrade((x * 255).round().to(torch.uint8), FULL, 3)
     assert ((as_float * 255).round() - as_uint8.float()).abs().max() <= 1
-    hr, lr = paired_views(x, FULL, 3)
-    assert hr is x and torch.equal(lr, as_float)
 
 
 def test_bad_inputs_raise_clear_errors() -> None:

@@ -278,3 +278,20 @@ def test_fuzz_mutated_fixture_only_raises_data_format_error(edits, cut: int, kee
     for pos, value in edits:
         data[pos] = value
     _fuzz_reader(bytes(data[:cut]), (FIX / "misc.idx").read_bytes() if keep_idx else None)
+
+
+def test_zero_byte_index_beside_records_is_blamed_on_the_index(tmp_path) -> None:
+    """An empty .idx would read as a set of 0 records (later blamed on batch_size): name the .idx instead."""
+    from insightface_lr.data.recordio import RecordReader, RecordWriter
+
+    with RecordWriter(tmp_path / "a.rec", tmp_path / "a.idx") as writer:
+        writer.write_idx(0, b"record")
+    (tmp_path / "a.idx").write_bytes(b"")
+    with pytest.raises(DataFormatError, match=r"a\.idx: index file lists no record but a\.rec holds \d+ bytes"):
+        RecordReader(tmp_path / "a.rec")
+    (tmp_path / "a.idx").unlink()  # what the message advises: the records are found by a scan
+    reader = RecordReader(tmp_path / "a.rec")
+    assert reader.index_rebuilt and reader.read_idx(0) == b"record"
+    (tmp_path / "b.rec").write_bytes(b"")  # an empty set with an empty index is consistent, not an error
+    (tmp_path / "b.idx").write_bytes(b"")
+    assert len(RecordReader(tmp_path / "b.rec")) == 0

@@ -188,3 +188,29 @@ def test_user_errors_exit_2_before_writing(assets, tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, (extra, err)
     assert not (tmp_path / "out").exists()  # nothing written by failed runs
+
+
+def test_max_rank_is_the_worst_rank_a_probe_can_get() -> None:
+    from insightface_lr.eval.identification import match_ranks
+    from insightface_lr.eval.identification_report import max_rank
+    from insightface_lr.eval.identification_sets import IdentificationSet
+
+    faces = np.zeros((1, 4, 4, 3), np.uint8)
+    for gallery, distractors, expected in (([0, 1, 2, 3], 0, 4), ([0, 0, 1, 1, 2, 2], 0, 5), ([0, 1], 3, 5)):
+        labels = np.array(gallery)
+        extra = np.zeros((distractors, 4, 4, 3), np.uint8) if distractors else None
+        split = IdentificationSet(faces.repeat(len(labels), 0), labels, faces.repeat(2, 0), np.array([0, 1]), extra)
+        assert max_rank(split) == expected
+        # the worst case, every mate scored below every other gallery entry, reaches exactly that rank
+        everything = split.all_gallery_labels
+        scores = np.where(everything[None, :] == split.probe_labels[:, None], 0.0, 1.0)
+        assert match_ranks(scores, split.probe_labels, everything).max() == expected
+
+
+def test_rank_k_that_cannot_fail_gets_a_note(cli_run) -> None:
+    info = cli_run["results"]["data"]
+    assert info["max_rank"] == 8 + 6  # 8 identities x 1 gallery face + 6 distractors, minus the mate, plus 1
+    md = (cli_run["out"] / "identification.md").read_text()
+    assert "Note: rank-20 is 100 % by construction here" in md and "within rank 14" in md
+    assert "Note: rank-1 " not in md and "Note: rank-5 " not in md
+    assert all(r["rank_20"] == 1.0 for r in cli_run["results"]["records"] if r["status"] == "ok")

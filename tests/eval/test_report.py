@@ -29,6 +29,7 @@ from insightface_lr.eval.lowres import degrade_normalised, embed_at_size, lowres
 from insightface_lr.eval.model_loading import load_eval_model
 from insightface_lr.eval.report import SweepConfig, run_sweep, unique_names, write_report
 from insightface_lr.models.facebn import FaceBN
+from insightface_lr.models.inference import inference_net
 from insightface_lr.models.teacher import load_student, save_student
 from insightface_lr.registry import BACKBONES
 
@@ -68,7 +69,7 @@ def cli_run(assets, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval_out")
     argv = ["eval", "--model", f"tiny={assets['student']}", "--bins", str(assets["bin"]), "--sizes",
             ",".join(map(str, SIZES)), "--facebn", "--out", str(out), "--batch-size", "16", "--device", "cpu",
-            "--quiet", "--roc-size", "8"]
+            "--quiet", "--roc-size", "8", "--threads", "1"]  # the direct reference runs on 1 thread (conftest)
     import contextlib
     import io
 
@@ -89,17 +90,18 @@ def direct(assets, size: int, facebn: str, mode: str = "lr-lr", batch_size: int 
     """lowres_verification called by hand on a freshly loaded model: the independent reference."""
     model, _ = load_student(assets["student"])
     images, issame = load_bin_images(assets["bin"])
-    if facebn == "off":
-        fn = model
+    if facebn == "off":  # the inference path (= eager within float tolerance: tests/models/test_inference.py)
+        fn = inference_net(model)
     else:
         adapted = FaceBN(model, mode=facebn)
         if facebn == "calibrate":  # the set's own faces, degraded as the evaluation degrades them
             x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
             low = (degrade_to_size(x, size, output_size=16) - 0.5) / 0.5
-            adapted.calibrate(low[i:i + batch_size] for i in range(0, len(low), batch_size))
+            # two passes, as the sweep calibrates (SweepConfig.calibrate_passes)
+            adapted.calibrate([low[i:i + batch_size] for i in range(0, len(low), batch_size)], passes=2)
         fn = adapted
     # hr-lr: the HR gallery is embedded by the plain model (its BN stats ARE the HR statistics)
-    hr = embed_at_size(model, images, 112, 16, batch_size) if mode == "hr-lr" else None
+    hr = embed_at_size(inference_net(model), images, 112, 16, batch_size) if mode == "hr-lr" else None
     return lowres_verification(fn, images, issame, size, 16, mode=mode, batch_size=batch_size, hr_embeddings=hr)
 
 
@@ -309,3 +311,46 @@ def test_full_sweep_6000_pairs_mobilefacenet(tmp_path, capsys) -> None:
         print(f"\n{pairs}-pair sweep (7 sizes x FaceBN off/batch): {res['wall_time_s']:.1f} s on "
               f"{res['hardware']['device']} ({res['hardware']['cpu']}, {res['hardware']['torch_threads']} threads); "
               f"building the .bin took {build_s:.1f} s")
+
+
+# ------------------------------------------------------------------------------------- honest reports
+def test_collapsed_model_val_is_shown_with_its_far_and_a_warning(assets) -> None:
+    """All pairs at distance 0: every threshold accepts everything, so "VAL@FAR=1e-3" is 100 % at FAR 1.0 —
+    the table must show that FAR and warn, not print 100.00 beside 50 % accuracy."""
+
+    class Collapsed(torch.nn.Module):
+        input_size, embedding_size = 16, 8
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.ones(x.shape[0], 8)
+
+    res = run_sweep({"collapsed": load_eval_model(Collapsed()), "tiny": assets["student"]}, [assets["bin"]],
+                    sizes=(8,), facebn_modes=("off",), batch_size=16)
+    flat = cell(res, 8, "off", "collapsed")
+    assert flat["val"] == 1.0 and flat["far"] == 1.0 and flat["accuracy_mean"] == 0.5
+    from insightface_lr.eval.report import markdown_tables
+
+    md = markdown_tables(res, ("accuracy_mean", "val"))
+    assert "| collapsed | off | 100.00 ± 0.00 (FAR 1.0e+00 !) |" in md
+    tiny = cell(res, 8, "off")
+    flag = " !" if tiny["far"] > 2e-3 else ""
+    assert f"| tiny | off | {100 * tiny['val']:.2f} ± {100 * tiny['val_std']:.2f} (FAR {tiny['far']:.1e}{flag}) |" in md
+    assert "Warning: in " in md and "FAR reached is far above the 0.001 target (up to 1)" in md
+
+
+def test_far_warning_only_where_the_far_is_off() -> None:
+    from insightface_lr.eval.report import far_is_off, markdown_tables
+
+    assert not far_is_off({"far": 0.0}) and not far_is_off({"far": 0.002}) and far_is_off({"far": 0.0021})
+    base = {"bin": "b", "facebn": "off", "size": 8, "val_std": 0.0, "accuracy_mean": 0.9, "accuracy_std": 0.0}
+    results = {"config": {"pair_mode": "lr-lr", "sizes": [8], "facebn_modes": ["off"]},
+               "bins": {"b": {"pairs": 6000}}, "models": {"good": {}},
+               "records": [{**base, "model": "good", "val": 0.5, "far": 0.001}]}
+    md = markdown_tables(results, ("val",))
+    assert "| good | off | 50.00 ± 0.00 (FAR 1.0e-03) |" in md and "Warning" not in md
+
+
+def test_probe_sizes_above_the_hr_face_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"--sizes: probe size\(s\) \[1000, 200\] px are above the 112-px HR face"):
+        SweepConfig(sizes=(16, 1000, 200))
+    assert SweepConfig(sizes=(112, 8)).sizes == (112, 8)

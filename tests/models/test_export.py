@@ -376,5 +376,5 @@ def test_calibration_faces_from_bin_and_folder(tmp_path) -> None:
     assert np.array_equal(read_faces(tmp_path / "faces", limit=10), np.stack(rgb))
     with pytest.raises(DataFormatError, match="no face images"):
         read_faces(tmp_path / "calib.bin", limit=0)
-    with pytest.raises(DataFormatError, match=r"\.bin file or a folder"):
+    with pytest.raises(DataFormatError, match=r"\.bin file, a \.rec or a folder"):
         read_faces(tmp_path / "faces" / "0.png", limit=1)

@@ -8,19 +8,19 @@ import pytest
 import torch
 from torch import nn
 
+from insightface_lr.atomic import atomic_path
 from insightface_lr.errors import ConfigError, ModelLoadError
 from insightface_lr.models.teacher import (
     Teacher,
-    atomic_path,
     infer_embedding_size,
     infer_input_size,
     infer_network,
     load_student,
     load_teacher,
-    read_state_dict,
     save_student,
     state_dict_sha256,
 )
+from insightface_lr.models.weights import backbone_state_dict, load_weights_file
 from insightface_lr.registry import BACKBONES
 
 
@@ -129,10 +129,10 @@ def test_load_ddp_checkpoint_with_module_prefix(tmp_path, r18) -> None:
         assert torch.allclose(teacher(x), r18(x), atol=1e-6)
 
 
-def test_read_state_dict_finds_nested_model_key_and_strips_compile_prefix(tmp_path) -> None:
+def test_backbone_state_dict_finds_nested_model_key_and_strips_compile_prefix(tmp_path) -> None:
     path = tmp_path / "ckpt.pt"
     torch.save({"model": {"module._orig_mod.fc.weight": torch.ones(2, 2)}, "lr": 0.1}, path)
-    assert list(read_state_dict(path)) == ["fc.weight"]
+    assert list(backbone_state_dict(load_weights_file(path), path)) == ["fc.weight"]
 
 
 @pytest.mark.parametrize(

@@ -203,3 +203,9 @@ def checkpoint_report(output: Path) -> tuple[list[int], list[Path]]:
 @pytest.fixture(scope="session")
 def checkpoints_of() -> Callable[[Path], tuple[list[int], list[Path]]]:
     return checkpoint_report
+
+
+@pytest.fixture(scope="session")
+def cli_env(plugin_dir) -> dict[str, str]:
+    """:func:`child_env` without faults, for tests that start the console script themselves."""
+    return child_env(plugin_dir)

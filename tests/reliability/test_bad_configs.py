@@ -76,7 +76,7 @@ FLAG_CASES = {
     "unknown_network": (["--network", "r999"], ["r999"]),
     "unknown_plugin": (["--set", "plugins=['no_such_plugin_mod']"], ["field `plugins`", "no_such_plugin_mod"]),
     "unknown_degrade_option": (["--set", "degrade={'blurr': 1.0}"], ["field `degrade`", "blurr"]),
-    "unknown_loss": (["--distill", "aird+foo", "--teacher", "TEACHER"], ["unknown loss 'foo'"]),
+    "unknown_loss": (["--distill", "aird+foo", "--teacher", "TEACHER"], ["unknown distillation term 'foo'"]),
     "distill_without_teacher": (["--distill", "aird"], ["field `teacher`"]),
     "bad_margin_mode": (["--set", "margin_mode='fancy'"], ["field `margin_mode`", "'insightface' or 'exact'"]),
     "bad_optimizer": (["--set", "optimizer='rmsprop'"], ["field `optimizer`", "'sgd' or 'adamw'"]),

@@ -73,3 +73,42 @@ def test_missing_file_and_broken_file(tmp_path) -> None:
     empty.write_text("x = 1\n")
     with pytest.raises(ConfigError, match="module-level `config`"):
         load_config(empty)
+
+
+# a value of the right type but out of range: each would otherwise reach torch (a ValueError traceback from
+# the optimizer or DataLoader) or train silently wrong (a negative clip norm flips every gradient)
+OUT_OF_RANGE = {
+    "lr": [-1.0, 0.0, float("nan")], "momentum": [-0.5, 1.5], "weight_decay": [-1e-4],
+    "embedding_size": [0], "sample_rate": [0.0, 1.5], "warmup_epoch": [-1], "num_workers": [-1],
+    "verbose": [-1], "frequent": [-1], "checkpoint_every": [-1], "max_steps": [-1], "num_classes": [-1],
+    "num_image": [-5], "margin_weight": [-1.0], "clip_grad_norm": [0.0, -1.0], "gradient_acc": [0],
+}
+
+
+@pytest.mark.parametrize(("name", "value"), [(n, v) for n, vs in OUT_OF_RANGE.items() for v in vs])
+def test_out_of_range_values_are_refused_naming_the_field(name: str, value) -> None:
+    with pytest.raises(ConfigError, match=rf"field `{name}`: expected .*, got {value!r}"):
+        build_config({name: value}, source="job.py")
+
+
+def test_in_range_edge_values_are_accepted() -> None:
+    cfg = build_config({"momentum": 0.0, "weight_decay": 0.0, "sample_rate": 1.0, "max_steps": 0,
+                        "margin_weight": 0.0, "checkpoint_every": 0, "facebn": "calibrate",
+                        "distill_weights": {"kd": 0.5, "aird": 2}})
+    assert cfg.sample_rate == 1.0 and cfg.facebn == "calibrate"
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"facebn": "bogus"}, r"field `facebn`: expected None or one of \('batch', 'online', 'calibrate'\)"),
+    ({"distill_weights": {"kd": "x"}}, r"field `distill_weights`: weight of 'kd': expected a number >= 0"),
+    ({"distill_weights": {"kd": -1.0}}, r"weight of 'kd': expected a number >= 0, got -1.0"),
+])
+def test_bad_facebn_and_weights(fields, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_config(fields, source="job.py")
+
+
+def test_no_config_file_gets_the_default_output() -> None:
+    from insightface_lr.train.config import DEFAULT_OUTPUT
+
+    assert load_config(None).output == DEFAULT_OUTPUT

@@ -83,11 +83,12 @@ def test_interrupt_is_one_line_exit_130_and_resumes_with_each_step_once(tiny_dat
     assert proc.returncode == 130, stderr
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
-    assert lines[0].startswith("insightface-lr train: interrupted at step ") and "continue with --resume" in lines[0]
-    step = int(lines[0].split("interrupted at step ")[1].split(";")[0])
+    assert lines[0].startswith("insightface-lr train: interrupted; last checkpoint: step ")
+    assert lines[0].endswith("; continue with --resume")
+    step = int(lines[0].split("last checkpoint: step ")[1].split(" ")[0])
     assert 1 <= step < STEPS
-    for path in (out / "checkpoints").glob("step*_rank0.pt"):  # the last checkpoint is intact
-        assert load_checkpoint(path)["step"] <= step
+    newest = max((out / "checkpoints").glob("step*_rank0.pt"))  # the checkpoint named is intact
+    assert load_checkpoint(newest)["step"] == step
     resumed = run_cli(tiny_args(tiny_data, out, *RUN, "--resume"), plugin_dir)
     assert resumed.returncode == 0, resumed.stderr
     assert logged_steps(out) == list(range(1, STEPS + 1))

@@ -28,7 +28,7 @@ LOGIT_TERM_SOURCE = '''
 import torch
 from dataclasses import dataclass
 from insightface_lr.losses.distiller import DistillTerm
-from insightface_lr.registry import register_loss
+from insightface_lr.registry import register_distill_term
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class LogitKDConfig:
     tau: float = 2.0
 
 
-@register_loss("logit_kd_test")
+@register_distill_term("logit_kd_test")
 class LogitKD(DistillTerm):
     """KL(teacher-centre logits || the student's own classifier logits): needs both."""
 

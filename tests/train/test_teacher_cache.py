@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from insightface_lr.data.pixels import normalize_uint8
 from insightface_lr.train.teacher_cache import (
     cache_key,
     file_fingerprint,
-    normalize_uint8,
     open_or_build_cache,
 )
 

@@ -126,7 +126,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tiny_data, plugin_dir, tiny_te
     ("extra", "message"),
     [
         (("--distill", "aird"), "field `teacher`"),
-        (("--distill", "aird+foo", "--teacher", "TEACHER"), "unknown loss 'foo'"),
+        (("--distill", "aird+foo", "--teacher", "TEACHER"), "unknown distillation term 'foo'"),
         (("--set", "num_classes=7"), "field `num_classes`: config says 7"),
         (("--lr-size", "200"), "LR size 200"),
         (("--set", "distil='aird'"), "unknown field `distil`"),
