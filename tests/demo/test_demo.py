@@ -321,4 +321,5 @@ def test_default_jobs_one_per_core_on_cpu_one_on_gpu(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
     assert default_jobs("cpu") == 2
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # resolve_device checks the index exists
     assert default_jobs("auto") == 1 and default_jobs("cuda") == 1
