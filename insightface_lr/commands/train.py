@@ -99,6 +99,9 @@ def run(args: argparse.Namespace) -> int:
             path = interrupts.trainer.fit()
         if ctx.is_main:
             print(f"student saved to {path}")
+    except KeyboardInterrupt:
+        args.stopped_at = interrupts.trainer.step if interrupts.trainer is not None else None  # interrupted_hint
+        raise
     finally:  # Ctrl-C / SIGTERM: KeyboardInterrupt reaches the cli, which prints interrupted_hint, exit 130
         cleanup()
     return 0
@@ -140,4 +143,6 @@ def interrupted_hint(args: argparse.Namespace) -> str:
              if (m := _RANK0_CHECKPOINT.match(p.name))]
     if not steps:
         return "no checkpoint was written yet; re-run with --resume (it starts from step 0)"
-    return f"last checkpoint: step {max(steps)} in {folder}; continue with --resume"
+    stopped = getattr(args, "stopped_at", None)
+    after = f" (stopped after step {stopped})" if stopped is not None else ""
+    return f"last checkpoint: step {max(steps)} in {folder}{after}; continue with --resume"

@@ -188,3 +188,4 @@ class TeacherCentres:
             block = torch.from_numpy(np.array(embeddings[start:start + chunk], dtype=np.float32)).sum(dim=1)
             sums.index_add_(0, labels[start:start + chunk].long(), torch.nn.functional.normalize(block, dim=1))
         return cls(torch.nn.functional.normalize(sums, dim=1))
+

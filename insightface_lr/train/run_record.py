@@ -13,13 +13,16 @@ import dataclasses
 import hashlib
 import json
 import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
+from .checkpoint import CheckpointFolder
 from .config import TrainConfig
+from .distributed import DistContext, barrier
 
 RUN_FILE = "run.json"
 # files and folders a run leaves in its output (``--overwrite`` removes them; the teacher cache is kept:
@@ -111,3 +114,31 @@ def read_run_file(output: Path) -> dict[str, Any] | None:
 def write_run_file(output: Path, record: Mapping[str, Any]) -> None:
     output.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(output / RUN_FILE, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
+
+
+def claim_output(cfg: TrainConfig, output: Path, checkpoints: CheckpointFolder, ctx: DistContext,
+                 device: Any) -> dict | None:
+    """Make ``output`` this run's before any costly work: refuse a folder holding another run
+    (``--overwrite``: clear it); with ``--resume``, the state of the newest checkpoint after checking that it
+    was trained with this config (None: start afresh, said on stderr)."""
+    state = None
+    if cfg.overwrite:
+        if ctx.is_main:
+            clear_run(output)
+    elif cfg.resume:
+        state = checkpoints.load_latest(map_location=device)
+        recorded = state.get("run") if state is not None else read_run_file(output)
+        if recorded is not None:
+            check_resumable(recorded, cfg, output)
+        if state is None:
+            notice(ctx, f"--resume: no checkpoint in {checkpoints.root}; starting from step 0")
+    else:
+        refuse_other_run(output)
+    barrier(ctx)  # every rank has looked at the folder before rank 0 records this run in it
+    return state
+
+
+def notice(ctx: DistContext, message: str) -> None:
+    """One line on stderr from rank 0 (``insightface-lr train: ...``)."""
+    if ctx.is_main:
+        print(f"insightface-lr train: {message}", file=sys.stderr, flush=True)

@@ -12,7 +12,6 @@ checkpoint holds the model, head shard, distiller, optimiser, scheduler, AMP sca
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -23,15 +22,14 @@ from torch.utils.data import DataLoader
 from ..devices import resolve_device
 from ..errors import ConfigError, InsightFaceLRError
 from . import parts
+from .assembly import build_run
 from .callbacks import TrainLogger
 from .checkpoint import CheckpointFolder
 from .config import TrainConfig
 from .distributed import DistContext, all_reduce_mean_, barrier, global_mean
-from .run_record import check_resumable, clear_run, read_run_file, refuse_other_run, run_record, write_run_file
+from .run_record import claim_output, notice, run_record, write_run_file
 from .sampler import ResumableDistributedSampler
 from .schedule import build_optimizer, build_scheduler
-from .step import DistillStep
-from .teacher_outputs import prepare_teacher_outputs
 
 # the parts of a checkpoint restored with ``load_state_dict`` (plus "step", "world_size", "torch_rng", and
 # "run": the config it was trained with, see run_record)
@@ -50,9 +48,12 @@ class Trainer:
         self.output = Path(cfg.output or "work_dirs/insightface_lr")
         self.record = run_record(cfg)
         self.checkpoints = CheckpointFolder(self.output / "checkpoints", self.ctx)
-        resumed = self._claim_output()  # before any costly work: refuse another run's folder
-        self._warn_unused_fp16()
-        self.step_fn = self._build_parts()
+        resumed = claim_output(cfg, self.output, self.checkpoints, self.ctx, self.device)
+        if cfg.fp16 and self.device.type != "cuda":
+            notice(self.ctx, f"warning: field `fp16`: mixed precision needs CUDA; training in float32 on {self.device}")
+        run = build_run(cfg, self.ctx, self.device, self.output, self.progress)
+        self.dataset, self.num_classes, self.step_fn = run.dataset, run.num_classes, run.step
+        self.student, self.classifier, self.distiller = run.student, run.classifier, run.distiller
         self.accumulate = cfg.gradient_acc
         global_batch = cfg.batch_size * self.ctx.world_size
         self.sampler = ResumableDistributedSampler(len(self.dataset), global_batch, self.ctx.rank,
@@ -74,50 +75,6 @@ class Trainer:
             self._load(resumed)
         self.logger: TrainLogger | None = None  # opened by fit(): a Trainer that never trains writes nothing
         self.verification = parts.build_verification(cfg) if self.ctx.is_main else None
-
-    def _claim_output(self) -> dict | None:
-        """Refuse a folder holding another run (``--overwrite``: clear it); with ``--resume``, the state of
-        the newest checkpoint, after checking that it was trained with this config (None: start afresh)."""
-        cfg, state = self.cfg, None
-        if cfg.overwrite:
-            if self.ctx.is_main:
-                clear_run(self.output)
-        elif cfg.resume:
-            state = self.checkpoints.load_latest(map_location=self.device)
-            recorded = state.get("run") if state is not None else read_run_file(self.output)
-            if recorded is not None:
-                check_resumable(recorded, cfg, self.output)
-            if state is None:
-                self._notice(f"--resume: no checkpoint in {self.checkpoints.root}; starting from step 0")
-        else:
-            refuse_other_run(self.output)
-        barrier(self.ctx)  # every rank has looked at the folder before rank 0 records this run in it
-        return state
-
-    def _notice(self, message: str) -> None:
-        if self.ctx.is_main:
-            print(f"insightface-lr train: {message}", file=sys.stderr, flush=True)
-
-    def _warn_unused_fp16(self) -> None:
-        if self.cfg.fp16 and self.device.type != "cuda":
-            self._notice(f"warning: field `fp16`: mixed precision needs CUDA; training in float32 on {self.device}")
-
-    def _build_parts(self) -> DistillStep:
-        """Data, student, classifier, teacher and distiller, composed into the step's forward pass."""
-        cfg, ctx = self.cfg, self.ctx
-        torch.manual_seed(cfg.seed)  # identical student init on every rank
-        dataset, self.num_classes = parts.build_dataset(cfg)
-        self.dataset = parts.IndexedDataset(dataset)
-        self.student = parts.build_student(cfg).to(self.device)
-        self.classifier = parts.build_classifier(cfg, self.num_classes, ctx).to(self.device)
-        parts.init_centres(self.classifier, cfg.seed)
-        teacher = parts.build_teacher(cfg, self.device)
-        self.distiller = parts.build_run_distiller(cfg, teacher, self.num_classes).to(self.device)
-        outputs = prepare_teacher_outputs(cfg, ctx, dataset, self.num_classes, teacher, self.distiller,
-                                          self.output, self.progress)
-        return DistillStep(parts.wrap_student(self.student, ctx), self.student, self.classifier, self.distiller,
-                           outputs, parts.build_degrade(cfg), ctx, cfg.seed, cfg.margin_weight,
-                           amp=self.device.type == "cuda" and cfg.fp16)
 
     def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, epoch: int) -> dict[str, float]:
         """One optimiser step on one batch (``gradient_acc`` = 1)."""
