@@ -14,7 +14,7 @@ import argparse
 from pathlib import Path
 
 from ..runtime import positive_int
-from .arguments import comma_ints, comma_list
+from .arguments import comma_ints, comma_list, name_list_argument
 
 EXAMPLE = ("insightface-lr eval --model work_dirs/ms1mv3/aird/student.pt --bins lfw.bin,cfp_fp.bin "
            "--sizes 112,32,16,12,8 --facebn batch --out eval_aird")
@@ -56,6 +56,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "interrupted run re-run with the same flags continues")
     parser.add_argument("--batch-size", type=int, default=64, help="inference batch (also FaceBN's statistics)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present)")
+    parser.add_argument("--plugins", type=name_list_argument, default=(), metavar="MODULE[,...]",
+                        help="modules to import first, so that they register their backbones (a student.pt "
+                             "records its own and imports them when its network is unknown)")
     parser.add_argument("--network", help="backbone name for a backbone.pth whose network cannot be inferred")
     parser.add_argument("--roc-size", type=int, help="probe size of the ROC plot (default: the smallest size)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
@@ -132,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
     if args.bins:
         check_probe_sizes(sizes, BIN_FACE_SIZE)
     names = parse_models(args.model)
+    from ..registry import import_plugins
+
+    import_plugins(args.plugins)  # after the checks above, which run before torch is imported
     from ..devices import resolve_device
     from ..eval.cell_cache import CellCache
     from ..eval.model_loading import load_eval_model

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .arguments import name_list_argument
+
 EXAMPLE = "insightface-lr export --model work_dirs/aird/student.pt --out student16.onnx --package student16_pkg"
 OPSETS = range(7, 21)  # what torch's TorchScript ONNX exporter writes (torch.onnx._constants: 7..20)
 
@@ -19,6 +21,9 @@ OPSETS = range(7, 21)  # what torch's TorchScript ONNX exporter writes (torch.on
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True,
                         help="student .pt (save_student), or an arcface_torch backbone.pth / checkpoint")
+    parser.add_argument("--plugins", type=name_list_argument, default=(), metavar="MODULE[,...]",
+                        help="modules to import first, so that they register their backbones (a student.pt "
+                             "records its own and imports them when its network is unknown)")
     parser.add_argument("--network", help="backbone name for a backbone.pth (inferred from its keys if omitted)")
     parser.add_argument("--out", help="output .onnx file")
     parser.add_argument("--package", metavar="DIR", help="also write an insightface model package here")
@@ -58,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
         check_output_file(args.out, "--out")
     if args.package:
         check_output_dir(args.package, "--package")
+    from ..registry import import_plugins
+
+    import_plugins(args.plugins)
     from ..models.export import export_model_package, export_onnx  # torch: only once the flags are known good
     from ..models.teacher import load_model_file
     model, meta = load_model_file(args.model, args.network)

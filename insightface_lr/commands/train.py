@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 from pathlib import Path
 
 from ..runtime import positive_int
@@ -32,10 +33,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-epoch", type=int)
     parser.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     parser.add_argument("--device", help="auto, cpu, cuda (the device of each torchrun process) or cuda:N")
-    parser.add_argument("--resume", action="store_true", default=None, help="continue from the last checkpoint")
+    parser.add_argument("--resume", action="store_true", default=None,
+                        help="continue the run in --output from its last checkpoint (refused if the config "
+                             "changes a training field)")
+    parser.add_argument("--overwrite", action="store_true", default=None,
+                        help="replace the run already in --output (a new run in a used folder is refused)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="override any config field (Python literal values), repeatable")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar or logs")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (log lines on stdout instead; training.log etc. are still written)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch intra-op threads (default: the cores idle at start; a team larger than the "
                              "free cores is slower than one thread, see BENCHMARKS.md)")
@@ -47,7 +53,7 @@ FLAG_FIELDS = {
     "distill": "distill", "teacher": "teacher", "teacher_network": "teacher_network", "lr_size": "lr_sizes",
     "network": "network", "student_input_size": "student_input_size", "rec": "rec", "output": "output",
     "batch_size": "batch_size", "lr": "lr", "num_epoch": "num_epoch", "max_steps": "max_steps", "device": "device",
-    "resume": "resume",
+    "resume": "resume", "overwrite": "overwrite",
 }
 
 
@@ -86,13 +92,43 @@ def run(args: argparse.Namespace) -> int:
     from ..train.trainer import Trainer
 
     ctx = init_distributed(cfg.device)
+    interrupts = Interrupts()
     try:
-        path = Trainer(cfg, ctx, progress=not args.no_progress).fit()
+        with interrupts:
+            interrupts.trainer = Trainer(cfg, ctx, progress=not args.no_progress)
+            path = interrupts.trainer.fit()
         if ctx.is_main:
             print(f"student saved to {path}")
-    finally:
+    except KeyboardInterrupt:
+        args.stopped_at = interrupts.trainer.step if interrupts.trainer is not None else None  # interrupted_hint
+        raise
+    finally:  # Ctrl-C / SIGTERM: KeyboardInterrupt reaches the cli, which prints interrupted_hint, exit 130
         cleanup()
     return 0
+
+
+class Interrupts:
+    """SIGINT/SIGTERM while training ask the trainer to stop after its current step (an exception raised
+    inside a logger's or writer's lock could deadlock the shutdown); before training starts, or on a second
+    signal, they stop at once."""
+
+    def __init__(self) -> None:
+        self.trainer = None
+        self.previous: dict = {}
+
+    def __enter__(self) -> Interrupts:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self.handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def handle(self, signum, frame) -> None:
+        if self.trainer is None or self.trainer.stop_requested:
+            raise KeyboardInterrupt
+        self.trainer.stop_requested = True
 
 
 # the trainer's checkpoint names, ``checkpoints/step00000040_rank0.pt``
@@ -106,5 +142,7 @@ def interrupted_hint(args: argparse.Namespace) -> str:
     steps = [int(m[1]) for p in (folder.iterdir() if folder and folder.is_dir() else ())
              if (m := _RANK0_CHECKPOINT.match(p.name))]
     if not steps:
-        return "no checkpoint was written yet, so there is nothing to resume; re-run to start again"
-    return f"last checkpoint: step {max(steps)} in {folder}; continue with --resume"
+        return "no checkpoint was written yet; re-run with --resume (it starts from step 0)"
+    stopped = getattr(args, "stopped_at", None)
+    after = f" (stopped after step {stopped})" if stopped is not None else ""
+    return f"last checkpoint: step {max(steps)} in {folder}{after}; continue with --resume"

@@ -1,13 +1,17 @@
-"""Our student file format: ``{"format", "network", "kwargs", "state_dict", "meta"}`` in one ``torch.save``.
+"""Our student file format: ``{"format", "network", "kwargs", "state_dict", "meta", "plugins"}`` in one
+``torch.save``.
 
 ``save_student`` writes it atomically; ``load_student`` rebuilds the registered network and loads the weights
 strictly. Everything in it is plain data (``weights_only=True`` loads it), so ``meta`` holds only str, numbers,
-bools, None, lists and dicts.
+bools, None, lists and dicts. ``plugins`` names the modules that register the network (the run's ``plugins``
+and the module defining the model's class), so that a fresh process can rebuild a backbone registered outside
+the built-in modules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +32,16 @@ def save_student(
     *,
     network: str | None = None,
     kwargs: Mapping[str, Any] | None = None,
+    plugins: Sequence[str] = (),
 ) -> Path:
-    """Save ``{"format", "network", "kwargs", "state_dict", "meta"}`` atomically; ``load_student`` rebuilds it.
+    """Save ``{"format", "network", "kwargs", "state_dict", "meta", "plugins"}`` atomically; ``load_student``
+    rebuilds it.
 
     ``network``: the registered backbone name (default ``meta["network"]`` or ``model.network``);
     ``kwargs``: its build options (default ``embedding_size``/``input_size`` read from the model).
     ``meta`` must hold only plain values (str, numbers, bools, None, lists, dicts) so that it loads
-    with ``weights_only=True``.
+    with ``weights_only=True``. ``plugins``: modules that register the model's parts (the run's ``plugins``);
+    the module defining the model's class is recorded too.
     """
     while isinstance(getattr(model, "module", None), nn.Module):  # DDP / FaceBN wrappers: save the network
         model = model.module
@@ -47,22 +54,43 @@ def save_student(
     _check_plain(meta, "meta")
     _check_plain(dict(kwargs), "kwargs")
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    defining = [] if type(model).__module__ == "__main__" else [type(model).__module__]
     payload = {"format": STUDENT_FORMAT, "network": str(network), "kwargs": dict(kwargs),
-               "state_dict": state_dict, "meta": meta}
+               "state_dict": state_dict, "meta": meta, "plugins": list(dict.fromkeys([*plugins, *defining]))}
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
 
 
-def load_student(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """``(model in eval mode, meta)`` from a ``save_student`` file (read with ``weights_only=True``)."""
+def load_student(path: str | Path, device: str | torch.device = "cpu",
+                 plugins: Sequence[str] = ()) -> tuple[nn.Module, dict[str, Any]]:
+    """``(model in eval mode, meta)`` from a ``save_student`` file (read with ``weights_only=True``);
+    ``plugins`` (and the file's recorded plugins, when its network is not registered yet) are imported."""
     path = Path(path)
     payload = load_weights_file(path)
     if not isinstance(payload, Mapping) or payload.get("format") != STUDENT_FORMAT:
         raise ModelLoadError(f"{path}: not an insightface-lr student file (no format={STUDENT_FORMAT!r}); "
                              "for an arcface_torch backbone.pth use load_teacher")
+    import_student_plugins(payload, path, plugins)
     return build_student(payload, path).to(device), dict(payload.get("meta") or {})
+
+
+def import_student_plugins(payload: Mapping[str, Any], path: Path, plugins: Sequence[str] = ()) -> None:
+    """Import ``plugins``, then the file's recorded ones if its network is still unknown (only then: a
+    student file is data, and the modules it names are imported only to find its network)."""
+    from ..registry import BACKBONES, import_plugins
+
+    import_plugins(plugins)
+    recorded = payload.get("plugins") or []
+    if payload.get("network") in BACKBONES or not recorded:
+        return
+    if not all(isinstance(m, str) and _MODULE_NAME.fullmatch(m) for m in recorded):
+        raise ModelLoadError(f"{path}: 'plugins' must be a list of module names, got {recorded!r}")
+    import_plugins(recorded)
+
+
+_MODULE_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 
 
 def build_student(payload: Mapping[str, Any], path: Path) -> nn.Module:

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .student_file import STUDENT_FORMAT, build_student, load_student, save_student
+from .student_file import STUDENT_FORMAT, build_student, import_student_plugins, load_student, save_student
 from .weights import (
     CHECKPOINT_KEYS,
     IRESNET_BLOCKS,
@@ -129,6 +129,7 @@ def load_model_file(
     path = Path(path)
     obj = load_weights_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == STUDENT_FORMAT:  # one of our own save_student files
+        import_student_plugins(obj, path)
         return build_student(obj, path), dict(obj.get("meta") or {})
     state_dict = backbone_state_dict(obj, path)
     network = network or infer_network(state_dict, source=path)

@@ -64,7 +64,7 @@ class CheckpointFolder:
         save_checkpoint(self.path(step), state)
         barrier(self.ctx)
         if self.ctx.is_main:
-            self.rotate()
+            self.rotate(step)
 
     def load_latest(self, map_location: str | torch.device = "cpu") -> dict[str, Any] | None:
         """This rank's state of the newest complete step (None: nothing saved yet); refuses a checkpoint
@@ -78,9 +78,11 @@ class CheckpointFolder:
                               f"this run has {self.world_size}")
         return state
 
-    def rotate(self) -> None:
-        """Delete all but the :data:`KEEP_STEPS` newest complete steps (every rank's file of each)."""
-        for step in sorted(self.complete_steps())[:-KEEP_STEPS]:
+    def rotate(self, newest: int) -> None:
+        """Delete all but the :data:`KEEP_STEPS` newest complete steps up to ``newest`` (every rank's file of
+        each); a later step is never this run's past, so it is never deleted (the folder check in
+        :mod:`~insightface_lr.train.run_record` keeps other runs out of the folder in the first place)."""
+        for step in sorted(s for s in self.complete_steps() if s <= newest)[:-KEEP_STEPS]:
             for rank in range(self.world_size):
                 self.path(step, rank).unlink(missing_ok=True)
 

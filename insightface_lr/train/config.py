@@ -27,8 +27,13 @@ from ..errors import ConfigError
 # unmodified config file loads.
 IGNORED_ARCFACE_FIELDS = frozenset({
     "wandb_key", "suffix_run_name", "using_wandb", "wandb_entity", "wandb_project", "wandb_log_all",
-    "save_artifacts", "wandb_resume", "dali_aug", "interclass_filtering_threshold",
+    "save_artifacts", "wandb_resume", "dali_aug",
 })
+# arcface_torch fields we do not implement: refused unless left at their default (not silently ignored)
+UNSUPPORTED_ARCFACE_FIELDS = {
+    "dali": "NVIDIA DALI loading is not supported; the .rec is read by our own loader",
+    "interclass_filtering_threshold": "inter-class filtering of the margin logits is not implemented",
+}
 
 
 @dataclass(frozen=True)
@@ -59,8 +64,9 @@ class TrainConfig:
     frequent: int = 10
     gradient_acc: int = 1
     resume: bool = False
-    save_all_states: bool = False
-    dali: bool = False
+    save_all_states: bool = False              # honoured always: checkpoints hold every state (exact resume)
+    dali: bool = False                         # refused when True (UNSUPPORTED_ARCFACE_FIELDS)
+    interclass_filtering_threshold: float = 0.0  # refused when non-zero
     # --- insightface-lr fields ---
     distill: str = "none"                      # "--distill" spec, e.g. "aird" or "aird+ccface"
     teacher: str | None = None                 # backbone.pth / checkpoint / .onnx of the HR teacher
@@ -80,6 +86,7 @@ class TrainConfig:
     teacher_cache_dtype: str = "float16"       # storage of the cached embeddings: "float16" or "float32"
     checkpoint_every: int = 0                  # steps between checkpoints (0: end of each epoch only)
     max_steps: int = 0                         # stop after this many steps (0: num_epoch epochs)
+    overwrite: bool = False                    # replace the run already in `output` (else refused)
     clip_grad_norm: float = 5.0
     val_sizes: tuple[int, ...] = ()            # LR sizes for verification during training (default lr_sizes)
     device: str = "auto"                       # "auto", "cpu", "cuda" or "cuda:N"
@@ -96,7 +103,8 @@ _AT_LEAST_ZERO = (lambda v: v >= 0, "a number >= 0")
 _RANGES: dict[str, tuple[Any, str]] = {
     **dict.fromkeys(("batch_size", "num_epoch", "gradient_acc", "max_num_classes", "embedding_size"), _POSITIVE_INT),
     **dict.fromkeys(("weight_decay", "warmup_epoch", "num_workers", "verbose", "frequent", "checkpoint_every",
-                     "max_steps", "num_classes", "num_image", "margin_weight"), _AT_LEAST_ZERO),
+                     "num_classes", "num_image", "margin_weight"), _AT_LEAST_ZERO),
+    "max_steps": (lambda v: v >= 0, "0 (train num_epoch epochs) or a positive integer"),
     "lr": (lambda v: v > 0, "a learning rate > 0"),
     "momentum": (lambda v: 0 <= v < 1, "a momentum in [0, 1)"),
     "sample_rate": (lambda v: 0 < v <= 1, "a partial-FC sample rate in (0, 1]"),
@@ -118,6 +126,10 @@ def _check_values(cfg: TrainConfig) -> None:
     for term, weight in cfg.distill_weights.items():
         if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight >= 0:
             raise ConfigError(f"field `distill_weights`: weight of {term!r}: expected a number >= 0, got {weight!r}")
+    for name, reason in UNSUPPORTED_ARCFACE_FIELDS.items():
+        if getattr(cfg, name) != _FIELDS[name].default:
+            raise ConfigError(f"field `{name}`: {reason}; expected {_FIELDS[name].default!r}, "
+                              f"got {getattr(cfg, name)!r}")
     for size in cfg.lr_sizes + cfg.val_sizes:
         if not 4 <= size <= 112:
             raise ConfigError(f"field `lr_sizes`/`val_sizes`: LR size {size} must be in 4..112 (HR input)")

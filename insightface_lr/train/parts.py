@@ -68,6 +68,9 @@ def build_dataset(cfg: TrainConfig) -> tuple[Dataset, int]:
         raise ConfigError(
             f"field `num_classes`: config says {cfg.num_classes} but {path} holds {num_classes} identities"
         )
+    if cfg.num_image and cfg.num_image != len(dataset):  # arcface_torch sizes its schedule with it
+        raise ConfigError(f"field `num_image`: config says {cfg.num_image} but {path} holds {len(dataset)} "
+                          "images (epochs are counted from the data; set it to 0 or to the true count)")
     source = f"{path.with_name('property')} (num_classes)" if dataset.property is not None else f"{path} (labels)"
     check_num_classes(num_classes, len(dataset), source, cfg)
     return dataset, num_classes
@@ -185,3 +188,4 @@ class TeacherCentres:
             block = torch.from_numpy(np.array(embeddings[start:start + chunk], dtype=np.float32)).sum(dim=1)
             sums.index_add_(0, labels[start:start + chunk].long(), torch.nn.functional.normalize(block, dim=1))
         return cls(torch.nn.functional.normalize(sums, dim=1))
+

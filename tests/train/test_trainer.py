@@ -95,6 +95,7 @@ def test_unmodified_arcface_config_trains_with_distill_aird(tiny_data, plugin_di
     args = ["train", str(configs / "ms1mv3_r50.py"), "--distill", "aird", "--teacher", str(tiny_teacher),
             "--lr-size", "16", "--rec", str(tiny_data), "--output", str(out), "--batch-size", "4",
             "--max-steps", "2", "--student-input-size", "16", "--set", "num_classes=6",
+            "--set", "num_image=36",
             "--set", "plugins=['tiny_plugin_backbone']", "--set", "num_workers=0", "--no-progress"]
     result = run_cli(args, plugin_dir)
     assert result.returncode == 0, result.stderr
