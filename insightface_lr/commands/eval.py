@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..eval.facebn_modes import DEFAULT_FACEBN
 from ..runtime import positive_int
 from .arguments import comma_ints, comma_list, name_list_argument
 
 EXAMPLE = ("insightface-lr eval --model work_dirs/ms1mv3/aird/student.pt --bins lfw.bin,cfp_fp.bin "
-           "--sizes 112,32,16,12,8 --facebn batch --out eval_aird")
+           "--sizes 112,32,16,12,8 --facebn --out eval_aird")
 DEFAULT_SIZES = "112,32,24,20,16,12,8"
-FACEBN_CHOICES = ("batch", "online", "calibrate[:N]", "prior[:N]")
+FACEBN_CHOICES = ("batch", "online", "calibrate[:N]", "prior[:N]", "any of them @D")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,9 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"probe sizes in px, each at most the HR face (.bin faces: 112) (default: "
                              f"{DEFAULT_SIZES}, leaving out sizes above an --identification set's faces; with "
                              "--protocol: 'native' and/or sizes, default native)")
-    parser.add_argument("--facebn", nargs="?", const="batch", default=None, metavar="MODE[,MODE]",
-                        help=f"also evaluate with FaceBN: {', '.join(FACEBN_CHOICES)} (default batch when the "
-                             "flag is given alone); calibrate uses each set's own degraded faces, unlabeled")
+    parser.add_argument("--facebn", nargs="?", const=DEFAULT_FACEBN, default=None, metavar="MODE[,MODE]",
+                        help=f"also evaluate with FaceBN: {', '.join(FACEBN_CHOICES)}; :N mixes N source faces into "
+                             "the statistics (Schneider et al.), @D adapts the first fraction D of the BN layers "
+                             f"only. The flag alone: {DEFAULT_FACEBN} (the set's own degraded faces, unlabeled, "
+                             "in the first quarter of the layers; see docs/real_faces.md)")
     parser.add_argument("--pair-mode", default="lr-lr", choices=("lr-lr", "hr-lr"),
                         help="lr-lr: both faces at the probe size; hr-lr: first face of each pair stays HR")
     parser.add_argument("--out", default="eval_report",
@@ -101,7 +104,7 @@ def parse_facebn(value: str | None) -> tuple[str, ...]:
 
     if value is None:
         return ("off",)
-    from ..eval.report import facebn_spec
+    from ..eval.facebn_modes import facebn_spec
 
     modes = tuple(comma_list(value))
     try:

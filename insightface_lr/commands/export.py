@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..eval.facebn_modes import DEFAULT_FACEBN, facebn_spec
 from .arguments import name_list_argument
 
 EXAMPLE = "insightface-lr export --model work_dirs/aird/student.pt --out student16.onnx --package student16_pkg"
@@ -32,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="license terms written to the package's LICENSE.txt and manifest")
     parser.add_argument("--facebn-calibrate", metavar="SET",
                         help="bake FaceBN statistics of these target faces: a verification .bin or an image folder")
+    parser.add_argument("--facebn-mode", default=DEFAULT_FACEBN, metavar="calibrate[:N][@D]",
+                        help="with --facebn-calibrate: which statistics are baked (:N mixes N source faces in, @D "
+                             "adapts the first fraction D of the BN layers; see docs/real_faces.md)")
     parser.add_argument("--int8", action="store_true",
                         help="static int8 quantisation (ONNX Runtime QDQ, per-channel weights); needs --calibrate")
     parser.add_argument("--calibrate", metavar="FACES",
@@ -56,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("export: give --out FILE.onnx and/or --package DIR")
     if bool(args.int8) != bool(args.calibrate):
         raise ConfigError("export: --int8 and --calibrate FACES go together (int8 ranges come from those faces)")
+    if facebn_spec(args.facebn_mode)[0] != "calibrate":
+        raise ConfigError(f"--facebn-mode {args.facebn_mode!r}: expected calibrate[:N][@D] (only calibrated "
+                          "statistics are fixed, so only they can be baked into the graph)")
     if args.opset not in OPSETS:
         raise ConfigError(f"--opset {args.opset}: expected an ONNX opset in {OPSETS[0]}..{OPSETS[-1]} "
                           "(what torch's exporter writes)")
@@ -72,8 +79,9 @@ def run(args: argparse.Namespace) -> int:
     facebn = None
     if args.facebn_calibrate:
         facebn = calibrate_facebn(model, Path(args.facebn_calibrate), args.input_size, args.kernel,
-                                  args.calibrate_limit, args.batch_size)
+                                  args.calibrate_limit, args.batch_size, args.facebn_mode)
         meta["facebn_calibration"] = str(args.facebn_calibrate)
+        meta["facebn_mode"] = args.facebn_mode
     options = {"fold_bn": not args.no_fold_bn, "facebn": facebn, "opset": args.opset, "kernel": args.kernel}
     if args.int8:
         from ..models.quantize import calibration_inputs
@@ -96,8 +104,10 @@ def interrupted_hint(args: argparse.Namespace) -> str:
     return "nothing half-written is left (files are replaced whole); re-run to export"
 
 
-def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: int, batch_size: int):
-    """FaceBN(model, "calibrate") over ``source``'s faces, seen exactly as the exported graph sees them."""
+def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: int, batch_size: int,
+                     mode: str = DEFAULT_FACEBN):
+    """FaceBN(model, ``mode``) calibrated exactly (as ``eval`` does) over ``source``'s faces, seen exactly as the
+    exported graph sees them."""
     import torch
 
     from ..data.degrade import resize
@@ -111,8 +121,10 @@ def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: i
     stem = ExportGraph(model, input_size, kernel).stem  # the in-graph down-sampling to the native size
     with torch.no_grad():
         native = stem(normalize(x))
-    facebn = FaceBN(model.eval(), mode="calibrate")
-    return facebn.calibrate(native[i : i + batch_size] for i in range(0, native.shape[0], batch_size))
+    name, strength, depth = facebn_spec(mode)
+    facebn = FaceBN(model.eval(), mode=name, prior_strength=strength, depth=depth)
+    return facebn.calibrate([native[i : i + batch_size] for i in range(0, native.shape[0], batch_size)],
+                            passes="exact")
 
 
 def read_faces(source: Path, limit: int):

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
+from ..eval.facebn_modes import DEFAULT_FACEBN
 
 METHODS = ("none", "kd", "feat", "rkd", "aird", "ccface", "bridge")
 EVAL_SIZES = (112, 32, 24, 16, 12, 8)
@@ -55,8 +56,8 @@ class DemoSettings:
     seeds: tuple[int, ...] = (0, 1, 2)
     same_seeds: tuple[int, ...] = ()  # seeds of regime "same" when it should get fewer (empty: ``seeds``)
     eval_sizes: tuple[int, ...] = EVAL_SIZES
-    facebn_mode: str = "batch"  # FaceBN "on" (METHODS.md): statistics of each evaluation batch
-    facebn_extra: tuple[str, ...] = ()  # more FaceBN modes in every sweep (reported, never the headline)
+    facebn_mode: str = DEFAULT_FACEBN  # FaceBN "on": eval's default (eval/facebn_modes.py, docs/real_faces.md)
+    facebn_extra: tuple[str, ...] = ("batch",)  # more FaceBN modes in every sweep (reported, never the headline)
     eval_batch_size: int = 64
     teacher_seed: int = 0
     regimes: tuple[str, ...] = REGIMES
@@ -81,7 +82,7 @@ class DemoSettings:
                 raise ConfigError(f"demo --{name.replace('_', '-')}: expected distinct integers, got {seeds}")
         if self.headline_size not in self.lr_sizes:
             raise ConfigError(f"demo headline size {self.headline_size} must be one of lr_sizes {self.lr_sizes}")
-        from ..eval.report import facebn_spec
+        from ..eval.facebn_modes import facebn_spec
 
         for mode in (self.facebn_mode, *self.facebn_extra):
             if mode == "off":
@@ -142,7 +143,7 @@ TINY = DemoSettings(preset="tiny", train_ids=6, test_ids=4, images_per_identity=
 # ``demo --faces``: the user's faces. Budgets measured on 137 real identities (8.6k faces, see docs/real_faces.md).
 REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_epochs=10, lr_sizes=(16,),
                     val_fraction=0.2, val_pairs_per_fold=150, tune_weights=TUNE_WEIGHTS, budget_epochs=(20,),
-                    eval_sizes=(112, 16), facebn_extra=("calibrate",), train_ids=1,
+                    eval_sizes=(112, 16), facebn_extra=("batch", "calibrate"), train_ids=1,
                     test_ids=1)
 PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL}
 

@@ -16,8 +16,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .facebn_modes import facebn_spec
+
 # FaceBN off solid, every "on" mode dashed (with a distinct dash pattern when several are swept)
-LINESTYLES = {"off": "-", "batch": "--", "online": (0, (6, 2, 1, 2)), "calibrate": (0, (3, 2))}
+LINESTYLES = {"off": "-", "batch": "--", "online": (0, (6, 2, 1, 2)), "calibrate": (0, (3, 2)), "prior": ":"}
+
+
+def _linestyle(mode: str) -> Any:
+    """By the mode's name (``calibrate@0.25`` draws as ``calibrate``; its label says the rest)."""
+    return LINESTYLES.get(facebn_spec(mode)[0], "-.")
 
 
 def _figure(width: float = 6.4, height: float = 4.4):
@@ -52,7 +59,7 @@ def accuracy_vs_resolution(results: Mapping[str, Any], bin_name: str):
                             if r["model"] == model and r["facebn"] == mode)
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o", color=colours[model], linestyle=LINESTYLES[mode],
+                ax.plot(xs, ys, marker="o", color=colours[model], linestyle=_linestyle(mode),
                         label=f"{model}, FaceBN {mode}")
     sizes = sorted(results["config"]["sizes"])
     ax.set_xscale("log", base=2)
@@ -101,7 +108,7 @@ def roc_curves(results: Mapping[str, Any], bin_name: str, size: int):
     colours = _colours(list(results["models"]))
     for r in _ok(results["records"], bin_name):
         if r["size"] == size:
-            ax.plot(r["fpr"], r["tpr"], color=colours[r["model"]], linestyle=LINESTYLES[r["facebn"]],
+            ax.plot(r["fpr"], r["tpr"], color=colours[r["model"]], linestyle=_linestyle(r["facebn"]),
                     label=f"{r['model']}, FaceBN {r['facebn']} (acc {100 * r['accuracy_mean']:.1f}%)")
     ax.plot([0, 1], [0, 1], color="grey", linewidth=0.6, linestyle=":", label="chance")
     ax.set_xlim(0, 1)

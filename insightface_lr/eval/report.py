@@ -30,42 +30,15 @@ from ..data.verification_bin import load_bin_images
 from ..devices import resolve_device
 from ..errors import ConfigError
 from .cell_cache import CellCache, array_digest, cell_key
+from .facebn_modes import FACEBN_MODES, facebn_spec
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model
 from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
-FACEBN_MODES = ("off", "batch", "online", "calibrate", "prior")
 
 
-def facebn_spec(mode: str) -> tuple[str, float, float]:
-    """``"prior:64"`` -> ``("prior", 64.0, 1.0)``: a FaceBN mode, its prior strength N (Schneider et al. 2020)
-    and its depth (the fraction of BN layers that adapt, ``"calibrate@0.25"``; default every layer).
-    ``"calibrate:N"`` mixes the calibration pass with the source the same way. Bare names have N = 0, except
-    ``prior`` (a bare prior is :data:`DEFAULT_PRIOR`)."""
-    text, _, depth_text = str(mode).partition("@")
-    name, _, strength = text.partition(":")
-    if name not in FACEBN_MODES or (strength and name not in ("prior", "calibrate")) or (depth_text and name == "off"):
-        raise ConfigError(f"facebn mode: expected one of {FACEBN_MODES} (prior:N / calibrate:N with a prior "
-                          f"strength N >= 0; @D the fraction D of BN layers that adapt), got {mode!r}")
-    value, depth = _number(strength, DEFAULT_PRIOR if name == "prior" else 0.0), _number(depth_text, 1.0)
-    if not value >= 0.0:
-        raise ConfigError(f"facebn mode {mode!r}: the prior strength N must be a number >= 0")
-    if not 0.0 < depth <= 1.0:
-        raise ConfigError(f"facebn mode {mode!r}: the depth D after '@' must be a fraction in (0, 1]")
-    return name, value, depth
-
-
-def _number(text: str, default: float) -> float:
-    """``float(text)``; ``default`` for an empty text, NaN (refused by every range check) for a bad one."""
-    try:
-        return float(text) if text else default
-    except ValueError:
-        return float("nan")
-
-
-DEFAULT_PRIOR = 64.0
 FAR_TARGET = 1e-3  # verification_metrics' default: InsightFace's VAL@FAR=1e-3
 FAR_OFF_FACTOR = 2.0  # an achieved FAR more than this times the target is not "VAL at FAR=1e-3"
 METRICS = ("accuracy_mean", "accuracy_std", "best_threshold", "val", "val_std", "far", "xnorm")
@@ -83,7 +56,7 @@ class SweepConfig:
     momentum: float = 0.1
     include_bn1d: bool = False
     image_size: int = BIN_FACE_SIZE
-    calibrate_passes: int = 2  # FaceBN calibrate: passes over the set (2: no longer depends on the batch size)
+    calibrate_passes: int | str = "exact"  # FaceBN calibrate: passes over the set ("exact": independent of batch_size)
 
     def __post_init__(self) -> None:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
@@ -211,7 +184,7 @@ def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, 
 
 
 def facebn_fn(model: EvalModel, mode: str, momentum: float = 0.1, include_bn1d: bool = False,
-              calibration: Iterable[torch.Tensor] | None = None, passes: int = 1):
+              calibration: Iterable[torch.Tensor] | None = None, passes: int | str = 1):
     """``x -> embeddings`` through a fresh FaceBN of ``model.module`` (``mode`` may carry a prior and a depth,
     ``prior:64``, ``calibrate@0.25``);
     ``calibration`` (normalised batches, as the evaluation will see them; re-iterable when ``passes > 1``) is

@@ -131,7 +131,7 @@ class FaceBN(nn.Module):
             return self.module(x, *args, **kwargs)
 
     @torch.no_grad()
-    def calibrate(self, batches: Iterable[Any], image_key: str = "image", passes: int = 1) -> FaceBN:
+    def calibrate(self, batches: Iterable[Any], image_key: str = "image", passes: int | str = 1) -> FaceBN:
         """Passes over unlabeled target faces, then frozen: exact per-layer mean/variance of the last pass.
 
         ``batches`` yields ``[B, C, H, W]`` tensors, sequences whose first item is one (``(x, y)``), or
@@ -139,13 +139,17 @@ class FaceBN(nn.Module):
         The first pass normalises each batch with its own statistics while it measures, so what a deep layer
         sees depends on the batch size; every later pass normalises with the previous pass's statistics,
         fixed, so the result converges to statistics that no longer depend on how the faces were batched.
-        Returns ``self``.
+        ``passes="exact"``: one pass per adapted layer. Layer 1 is exact in every pass and layer p from pass p on
+        (its input then comes through layers whose statistics are already the whole set's), so the result is
+        the whole set's statistics, however the faces were batched. Returns ``self``.
         """
         if self.mode in ("batch", "prior"):
             raise ConfigError(f"FaceBN mode={self.mode!r} uses each batch's own statistics; calibrate() needs "
                               "mode='calibrate' (or 'online' to start the running estimate from it)")
+        if passes == "exact":  # after pass p the first p adapted layers hold the whole set's exact statistics
+            passes = len(self._layers)
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-            raise ConfigError(f"FaceBN.calibrate: passes must be a positive integer, got {passes!r}")
+            raise ConfigError(f"FaceBN.calibrate: passes must be a positive integer or 'exact', got {passes!r}")
         if passes > 1 and isinstance(batches, Iterator):
             raise ConfigError("FaceBN.calibrate: passes > 1 needs a re-iterable set of batches (a list or a "
                               "DataLoader), not a one-shot iterator")

@@ -41,11 +41,12 @@ def test_tiny_run_writes_report_results_and_plots(tiny_run):
         assert (out / "data" / name).is_file()
     results = json.loads((out / "results.json").read_text())
     # every model (teacher, each student of each seed, size and regime; other sizes in the first regime only):
-    # both sets x every probe size x FaceBN off/on
+    # both sets x every probe size x FaceBN off, the headline mode and the extra ones
     expected = {("teacher", 112, None, "teacher")} | {(m, 16, 0, r) for m in TINY.methods for r in TINY.regimes} \
         | {(m, 12, 0, "same") for m in TINY.methods}
     assert {(r["method"], r["lr_size"], r["seed"], r["regime"]) for r in results["records"]} == expected
-    assert len(results["records"]) == len(expected) * 2 * len(TINY.eval_sizes) * 2
+    assert TINY.facebn_modes == ("off", "calibrate@0.25", "batch")
+    assert len(results["records"]) == len(expected) * 2 * len(TINY.eval_sizes) * 3
     assert all(r["status"] == "ok" and 0.0 <= r["accuracy_mean"] <= 1.0 for r in results["records"])
     report = (out / "report.md").read_text()
     assert "torch" in report and "wall time" in report and "| aird |" in report
@@ -245,7 +246,8 @@ def test_aggregate_and_claims_against_hand_numbers():
     agg = {(a["method"], a["bin"], a["facebn"]): a for a in aggregate(records)}
     assert agg[("aird", "test", "off")]["mean"] == pytest.approx(82.0)
     assert agg[("aird", "test", "off")]["std"] == pytest.approx(2.0)  # sample std of 80, 84, 82
-    claims = {c["claim"].split(" at ")[0]: c for c in check_claims(aggregate(records), make_settings("full"))}
+    settings = make_settings("full", facebn_mode="batch")  # the records' FaceBN mode is the headline one
+    claims = {c["claim"].split(" at ")[0]: c for c in check_claims(aggregate(records), settings)}
     assert claims["aird beats none by >= 3 points"]["difference"] == pytest.approx(5.0)
     assert claims["aird beats none by >= 3 points"]["holds"]
     assert not claims["aird >= kd"]["holds"]  # 82.0 < 83.0

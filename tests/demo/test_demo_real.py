@@ -51,8 +51,8 @@ def test_real_mode_splits_identities_tunes_on_val_and_reports_both_regimes(real_
     assert bins == {"test", "val"}  # the user's test set by its own name, and the validation split
     regimes = {(r["method"], r["regime"]) for r in results["records"] if r["weight"] is None and not r["epochs"]}
     assert {("aird", "same"), ("aird", "subset"), ("none", "same"), ("none", "subset")} <= regimes
-    assert {r["facebn"] for r in results["records"] if r["weight"] is None} == {"off", "batch", "prior:16",
-                                                                                 "calibrate"}
+    assert {r["facebn"] for r in results["records"] if r["weight"] is None} == {"off", "calibrate@0.25",
+                                                                                 "prior:16", "calibrate"}
     budgets = {(r["method"], r["regime"], r["epochs"]) for r in results["records"] if r["epochs"]}
     assert budgets == {(m, g, 1) for m in ("none", "aird") for g in ("same", "subset")}
     report = (out / "report.md").read_text()

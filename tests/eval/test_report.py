@@ -68,7 +68,7 @@ def cli_run(assets, tmp_path_factory):
     """One end-to-end ``insightface-lr eval`` run: 3 sizes x FaceBN off/batch."""
     out = tmp_path_factory.mktemp("eval_out")
     argv = ["eval", "--model", f"tiny={assets['student']}", "--bins", str(assets["bin"]), "--sizes",
-            ",".join(map(str, SIZES)), "--facebn", "--out", str(out), "--batch-size", "16", "--device", "cpu",
+            ",".join(map(str, SIZES)), "--facebn", "batch", "--out", str(out), "--batch-size", "16", "--device", "cpu",
             "--quiet", "--roc-size", "8", "--threads", "1"]  # the direct reference runs on 1 thread (conftest)
     import contextlib
     import io
@@ -97,8 +97,8 @@ def direct(assets, size: int, facebn: str, mode: str = "lr-lr", batch_size: int 
         if facebn == "calibrate":  # the set's own faces, degraded as the evaluation degrades them
             x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
             low = (degrade_to_size(x, size, output_size=16) - 0.5) / 0.5
-            # two passes, as the sweep calibrates (SweepConfig.calibrate_passes)
-            adapted.calibrate([low[i:i + batch_size] for i in range(0, len(low), batch_size)], passes=2)
+            # one pass per layer, as the sweep calibrates (SweepConfig.calibrate_passes="exact")
+            adapted.calibrate([low[i:i + batch_size] for i in range(0, len(low), batch_size)], passes="exact")
         fn = adapted
     # hr-lr: the HR gallery is embedded by the plain model (its BN stats ARE the HR statistics)
     hr = embed_at_size(inference_net(model), images, 112, 16, batch_size) if mode == "hr-lr" else None
@@ -367,3 +367,10 @@ def test_facebn_spec_reads_prior_and_depth_and_refuses_the_rest() -> None:
     for bad in ("calibrate@0", "calibrate@1.5", "calibrate@x", "off@0.5", "batch:3", "prior:-1", "bn"):
         with pytest.raises(ConfigError):
             facebn_spec(bad)
+
+
+def test_facebn_flag_alone_is_the_default_mode() -> None:
+    from insightface_lr.eval.facebn_modes import DEFAULT_FACEBN
+
+    args = cli.build_parser().parse_args(["eval", "--model", "m.pt", "--bins", "a.bin", "--facebn"])
+    assert args.facebn == DEFAULT_FACEBN == "calibrate@0.25"

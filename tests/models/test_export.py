@@ -329,7 +329,9 @@ def test_non_recognition_onnx_is_refused(tmp_path) -> None:
 
 
 # --- CLI -------------------------------------------------------------------------------------------------
-def test_cli_export_with_package_and_facebn_calibration(student16, tmp_path, capsys) -> None:
+@pytest.mark.parametrize(("flags", "depth"), [((), 0.25), (("--facebn-mode", "calibrate"), 1.0)])
+def test_cli_export_with_package_and_facebn_calibration(student16, tmp_path, capsys, flags, depth) -> None:
+    """Default: the statistics of the first quarter of the BN layers (DEFAULT_FACEBN); or every layer."""
     from PIL import Image
 
     student_path = save_student(tmp_path / "student.pt", student16, {"epoch": 1}, network="bridge_student")
@@ -338,13 +340,13 @@ def test_cli_export_with_package_and_facebn_calibration(student16, tmp_path, cap
     for i, img in enumerate(_faces_bgr(4, seed=20)):
         Image.fromarray(img[:, :, ::-1]).save(calib / f"{i}.png")
     rc = cli.main(["export", "--model", str(student_path), "--package", str(tmp_path / "pkg"),
-                   "--facebn-calibrate", str(calib)])
+                   "--facebn-calibrate", str(calib), *flags])
     assert rc == 0 and "wrote model package" in capsys.readouterr().out
     rec = model_zoo.get_model(str(tmp_path / "pkg"), model_task="recognition")
     faces = _faces_bgr(2, seed=21)
     # reference: the same calibration done by hand through the public FaceBN API
     calib_x = _our_tensor([np.asarray(Image.open(calib / f"{i}.png"))[:, :, ::-1] for i in range(4)])
-    facebn = FaceBN(student16, mode="calibrate").calibrate([resize_stem(calib_x, 16)])
+    facebn = FaceBN(student16, mode="calibrate", depth=depth).calibrate([resize_stem(calib_x, 16)])
     with torch.no_grad():
         want = facebn(resize_stem(_our_tensor(faces), 16))
     assert _cosine_distance(rec.get_feat(faces), want) < 1e-4
@@ -378,3 +380,12 @@ def test_calibration_faces_from_bin_and_folder(tmp_path) -> None:
         read_faces(tmp_path / "calib.bin", limit=0)
     with pytest.raises(DataFormatError, match=r"\.bin file, a \.rec or a folder"):
         read_faces(tmp_path / "faces" / "0.png", limit=1)
+
+
+def test_cli_export_facebn_mode_must_be_calibrated(student16, tmp_path, capsys) -> None:
+    student_path = save_student(tmp_path / "student.pt", student16, network="bridge_student")
+    rc = cli.main(["export", "--model", str(student_path), "--out", str(tmp_path / "s.onnx"), "--facebn-calibrate",
+                   str(tmp_path), "--facebn-mode", "batch"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "--facebn-mode 'batch'" in err[0]
+    assert not (tmp_path / "s.onnx").exists()

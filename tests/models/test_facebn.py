@@ -381,3 +381,25 @@ def test_depth_outside_zero_one_is_refused() -> None:
     for bad in (0.0, -0.5, 1.5, float("nan"), True):
         with pytest.raises(ConfigError, match="depth"):
             FaceBN(tiny_model(), depth=bad)
+
+
+def test_exact_calibration_is_the_whole_set_statistics_however_batched() -> None:
+    """passes='exact' (one pass per adapted layer): every layer equals the hand forward with the whole set's
+    moments, layer by layer, for batches of 2 and of 12 alike."""
+    model = tiny_model()
+    torch.manual_seed(6)
+    faces = torch.randn(12, 3, 6, 6) * 1.1 - 0.2
+    by = lambda size: [faces[i:i + size] for i in range(0, 12, size)]  # noqa: E731
+    with torch.no_grad():
+        stats = [FaceBN(model, mode="calibrate", include_bn1d=True).calibrate(by(b), passes="exact").statistics()
+                 for b in (2, 12)]
+        first = batch_moments(model[0](faces))
+        h = model[3](torch.relu(affine(model[1], model[0](faces), *first)))
+        second = batch_moments(h)
+        third = batch_moments(model[7](model[6](model[5](affine(model[4], h, *second)))))
+    for got in stats:
+        for name, want in (("1", first), ("4", second), ("8", third)):
+            torch.testing.assert_close(got[name][0], want[0], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(got[name][1], want[1], rtol=1e-5, atol=1e-6)
+    with pytest.raises(ConfigError, match="'exact'"):
+        FaceBN(model, mode="calibrate").calibrate(by(4), passes="all")

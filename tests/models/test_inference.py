@@ -11,9 +11,7 @@ import insightface_lr.demo.nets  # noqa: F401  registers demo_hr_net, so it is c
 from insightface_lr.eval.model_loading import load_eval_model
 from insightface_lr.models import get_backbone
 from insightface_lr.models.inference import CHANNELS_LAST, InferenceNet, inference_net
-from insightface_lr.registry import BACKBONES, load_builtins
-
-load_builtins()
+from insightface_lr.registry import BACKBONES
 
 
 def mild_bn(model: nn.Module, seed: int = 0) -> nn.Module:

@@ -65,9 +65,8 @@ def student16(tmp_path_factory) -> Path:
     import torch
 
     from insightface_lr.models.teacher import save_student
-    from insightface_lr.registry import BACKBONES, load_builtins
+    from insightface_lr.registry import BACKBONES
 
-    load_builtins()
     torch.manual_seed(0)
     model = BACKBONES.build("bridge_student", embedding_size=16, input_size=16)
     return save_student(tmp_path_factory.mktemp("hostile_student") / "s16.pt", model.eval(), network="bridge_student")

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..plots import LINESTYLES, _colours, _figure, safe_stem, save_png, write_atomic
+from ..plots import _colours, _figure, _linestyle, safe_stem, save_png, write_atomic
 
 
 def protocol_markdown(results: Mapping[str, Any]) -> str:
@@ -44,7 +44,7 @@ def curve_figure(results: Mapping[str, Any], kind: str):
     for r in cells:
         for label, curve in r["curves"][kind].items():
             name = f"{r['model']} {_size(r['size'])} FaceBN {r['facebn']}: {label}"
-            style = dict(color=colours[r["model"]], linestyle=LINESTYLES[r["facebn"]], label=name)
+            style = dict(color=colours[r["model"]], linestyle=_linestyle(r["facebn"]), label=name)
             if kind == "cmc":
                 ax.plot(range(1, len(curve) + 1), [100 * v for v in curve], marker=".", **style)
             else:
