@@ -32,6 +32,7 @@ RUN_OUTPUTS = ("checkpoints", "student.pt", "metrics.jsonl", "training.log", "te
 NON_TRAINING_FIELDS = frozenset({
     "output", "num_workers", "frequent", "verbose", "device", "resume", "overwrite", "checkpoint_every",
     "val_targets", "val_sizes", "facebn", "plugins", "max_num_classes", "save_all_states",
+    "teacher_cache_dir",  # where the shared cache lives, not what it holds (the key is teacher + data + dtype)
 })
 
 
