@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..eval.facebn_modes import DEFAULT_FACEBN, facebn_spec
+from ..eval.facebn_modes import DEFAULT_FACEBN, facebn_for_mode, facebn_spec
 from .arguments import name_list_argument
 
 EXAMPLE = "insightface-lr export --model work_dirs/aird/student.pt --out student16.onnx --package student16_pkg"
@@ -113,7 +113,6 @@ def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: i
     from ..data.degrade import resize
     from ..data.pixels import normalize, to_unit
     from ..models.export import ExportGraph
-    from ..models.facebn import FaceBN
 
     faces = read_faces(source, limit)  # uint8 [N,H,W,3] RGB
     x = to_unit(torch.from_numpy(faces).permute(0, 3, 1, 2))
@@ -121,10 +120,8 @@ def calibrate_facebn(model, source: Path, input_size: int, kernel: str, limit: i
     stem = ExportGraph(model, input_size, kernel).stem  # the in-graph down-sampling to the native size
     with torch.no_grad():
         native = stem(normalize(x))
-    name, strength, depth = facebn_spec(mode)
-    facebn = FaceBN(model.eval(), mode=name, prior_strength=strength, depth=depth)
-    return facebn.calibrate([native[i : i + batch_size] for i in range(0, native.shape[0], batch_size)],
-                            passes="exact")
+    batches = [native[i : i + batch_size] for i in range(0, native.shape[0], batch_size)]
+    return facebn_for_mode(model.eval(), mode).calibrate(batches, passes="exact")
 
 
 def read_faces(source: Path, limit: int):

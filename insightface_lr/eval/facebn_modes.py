@@ -5,6 +5,8 @@ Plain string parsing, no torch: ``eval`` checks its flags with it before torch i
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import ConfigError
 
 FACEBN_MODES = ("off", "batch", "online", "calibrate", "prior")
@@ -43,4 +45,13 @@ def _number(text: str, default: float) -> float:
         return float("nan")
 
 
-__all__ = ["DEFAULT_FACEBN", "DEFAULT_PRIOR", "FACEBN_MODES", "facebn_spec"]
+def facebn_for_mode(model: Any, mode: str, **options: Any) -> Any:
+    """A :class:`~insightface_lr.models.facebn.FaceBN` of ``model`` for a mode string (``"calibrate@0.25"``);
+    ``options`` go to FaceBN as they are (``momentum``, ``include_bn1d``). Imports torch."""
+    from ..models.facebn import FaceBN
+
+    name, strength, depth = facebn_spec(mode)
+    return FaceBN(model, mode=name, prior_strength=strength, depth=depth, **options)
+
+
+__all__ = ["DEFAULT_FACEBN", "DEFAULT_PRIOR", "FACEBN_MODES", "facebn_for_mode", "facebn_spec"]

@@ -30,7 +30,7 @@ from ..data.verification_bin import load_bin_images
 from ..devices import resolve_device
 from ..errors import ConfigError
 from .cell_cache import CellCache, array_digest, cell_key
-from .facebn_modes import FACEBN_MODES, facebn_spec
+from .facebn_modes import FACEBN_MODES, facebn_for_mode, facebn_spec
 from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model
 from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
@@ -189,13 +189,9 @@ def facebn_fn(model: EvalModel, mode: str, momentum: float = 0.1, include_bn1d: 
     ``prior:64``, ``calibrate@0.25``);
     ``calibration`` (normalised batches, as the evaluation will see them; re-iterable when ``passes > 1``) is
     passed first in ``calibrate`` mode."""
-    from ..models.facebn import FaceBN
-
     assert model.module is not None
-    mode, strength, depth = facebn_spec(mode)
-    facebn = FaceBN(model.module, mode=mode, momentum=momentum, include_bn1d=include_bn1d, prior_strength=strength,
-                    depth=depth)
-    if mode == "calibrate":
+    facebn = facebn_for_mode(model.module, mode, momentum=momentum, include_bn1d=include_bn1d)
+    if facebn.mode == "calibrate":
         facebn.calibrate(calibration if calibration is not None else [], passes=passes)
 
     def run(x: torch.Tensor) -> torch.Tensor:
