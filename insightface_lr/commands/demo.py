@@ -37,7 +37,8 @@ def _preset(args: argparse.Namespace) -> str:
 def _real_fields(args: argparse.Namespace) -> dict:
     from ..errors import ConfigError
 
-    fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or (), "regimes": args.regimes}
+    fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or (),
+              "regimes": args.regimes or ("same", "subset"), "budget_seeds": args.budget_seeds or ()}
     if not args.faces:
         if args.test_bin or args.teacher:
             raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
@@ -47,6 +48,23 @@ def _real_fields(args: argparse.Namespace) -> dict:
     if teacher and not Path(teacher).is_file():
         raise ConfigError(f"demo --teacher {args.teacher}: file not found")
     return {**fields, "faces": str(Path(args.faces).resolve()), "test_bins": bins, "teacher_model": teacher}
+
+
+def _extension(args: argparse.Namespace):
+    """``--extend``: the folder's recorded settings with the seed/regime flags given on this command line."""
+    import json
+    from dataclasses import replace
+
+    from ..demo.settings import DemoSettings
+    from ..errors import ConfigError
+
+    path = Path(args.out) / "settings.json"
+    if not path.is_file():
+        raise ConfigError(f"demo --extend: {path} not found; --extend adds to a demo already run in --out")
+    recorded = DemoSettings.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+    given = {"seeds": args.seeds, "same_seeds": args.same_seeds, "budget_seeds": args.budget_seeds,
+             "regimes": args.regimes}
+    return replace(recorded, **{k: tuple(v) for k, v in given.items() if v is not None})
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="with --faces: InsightFace verification .bin sets the report is made on")
     real.add_argument("--teacher", metavar="MODEL",
                       help="with --faces: your HR teacher (backbone.pth, student.pt or .onnx) instead of training one")
-    parser.add_argument("--regimes", type=name_list_argument, default=("same", "subset"),
+    parser.add_argument("--regimes", type=name_list_argument,
                         help="same: students train on the teacher's identities; subset: on a seeded "
                              "--student-fraction of them (the teacher knows more). Default: both")
     real.add_argument("--same-seeds", type=int_list_argument,
@@ -78,6 +96,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "so each costs 1/student-fraction times a 'subset' student")
     real.add_argument("--student-fraction", type=float, default=0.4,
                       help="regime 'subset': fraction of the training identities the students see (default 0.4)")
+    parser.add_argument("--budget-seeds", type=int_list_argument,
+                        help="seeds of the budget-curve runs of none and aird (real preset; default: the first seed)")
+    parser.add_argument("--extend", action="store_true",
+                        help="add to a finished --out: more seeds, --same-seeds, --regimes or --budget-seeds (the "
+                             "recorded values first); every other setting stays as the folder recorded it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -93,9 +116,9 @@ def run(args: argparse.Namespace) -> int:
         args.jobs = default_jobs(args.device)
     if args.threads < 1 or args.jobs < 1:
         raise ConfigError(f"demo --jobs/--threads: expected positive integers, got {args.jobs}/{args.threads}")
-    settings = make_settings(_preset(args), seeds=args.seeds, **_real_fields(args))
+    settings = _extension(args) if args.extend else make_settings(_preset(args), seeds=args.seeds, **_real_fields(args))
     pipeline = DemoPipeline(args.out, settings, device=args.device, progress=not args.no_progress,
-                            recipes=args.recipes, jobs=args.jobs, threads=args.threads)
+                            recipes=args.recipes, jobs=args.jobs, threads=args.threads, extend=args.extend)
     summary = pipeline.run()
     for regime in summary["settings"]["regimes"]:
         print(headline_table(summary, regime=regime))

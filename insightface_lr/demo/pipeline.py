@@ -85,11 +85,12 @@ class DemoPipeline:
 
     def __init__(self, out: str | os.PathLike, settings: DemoSettings, device: str = "auto",
                  progress: bool = True, recipes: str | os.PathLike | None = None, jobs: int = 1,
-                 threads: int = 1, record: bool = True) -> None:
+                 threads: int = 1, record: bool = True, extend: bool = False) -> None:
         """``jobs``: stages run at once (processes) once the teacher is trained; ``threads``: torch threads of
         every stage. The numbers depend on ``threads`` (float reduction order), never on ``jobs``: the
         default 1 gives the same results on any number of cores. ``record=False`` (a worker) leaves
-        ``timings.json`` to the parent process."""
+        ``timings.json`` to the parent process. ``extend``: a used folder may get more seeds, methods, regimes
+        or budget runs (:func:`~insightface_lr.demo.settings.extended`); its other settings stay as recorded."""
         from ..devices import resolve_device
 
         if jobs < 1 or threads < 1:
@@ -97,22 +98,26 @@ class DemoPipeline:
         self.out, self.settings, self.progress = Path(out), settings, progress
         self.device = str(resolve_device(device))
         self.recipes = Path(recipes) if recipes is not None else RECIPES
-        self.jobs, self.threads, self.record = jobs, threads, record
+        self.jobs, self.threads, self.record, self.extend = jobs, threads, record, extend
         self.data = self.out / "data"
         self.timings: dict[str, float] = {}
         self.ran: list[str] = []  # stages executed by this invocation (the others were complete already)
 
     # ----- bookkeeping -----
     def _check_settings(self) -> None:
+        """Record the settings in a new folder; in a used one they must match (``extend``: may add cells)."""
+        from .settings import DemoSettings, extended
+
         path = self.out / "settings.json"
-        wanted = self.settings.to_dict()
         if path.is_file():
-            found = _read_json(path)
-            if json.loads(json.dumps(wanted)) != found:
+            recorded = DemoSettings.from_dict(_read_json(path), source=str(path))
+            if recorded != self.settings and not self.extend:
                 raise ConfigError(f"{path}: this folder holds a demo made with other settings "
-                                  f"(e.g. another --quick/--seeds); use another --out or delete it")
-        else:
-            _write_json(path, wanted)
+                                  f"(e.g. another --quick/--seeds); use another --out, delete it, or --extend it")
+            if recorded != self.settings:
+                self.settings = extended(recorded, self.settings)
+        if not path.is_file() or _read_json(path) != json.loads(json.dumps(self.settings.to_dict())):
+            _write_json(path, self.settings.to_dict())
         timing_file = self.out / "timings.json"
         self.timings = _read_json(timing_file) if timing_file.is_file() else {}
 
@@ -192,11 +197,11 @@ class DemoPipeline:
         return self.data / "subset" if regime == "subset" else self.data
 
     def cells(self) -> list[StudentCell]:
-        """The reported students, then the budget-curve runs (none and aird, seeds[0], every regime)."""
+        """The reported students, then the budget-curve runs (none and aird, ``curve_seeds``, every regime)."""
         s = self.settings
         cells = [StudentCell(*cell) for cell in s.student_cells()]
-        cells += [StudentCell(m, s.headline_size, s.seeds[0], regime, epochs) for regime in s.regimes
-                  for epochs in s.budget_epochs for m in ("none", "aird") if m in s.methods]
+        cells += [StudentCell(m, s.headline_size, seed, regime, epochs) for regime in s.regimes
+                  for seed in s.curve_seeds for epochs in s.budget_epochs for m in ("none", "aird") if m in s.methods]
         return cells
 
     def model_names(self) -> list[str]:

@@ -10,6 +10,7 @@ bridge network 29 s, 28 students ~10 s each, 29 evaluations ~10-15 s each, the t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -70,7 +71,8 @@ class DemoSettings:
     val_pairs_per_fold: int = 60
     student_epochs: int = 0  # > 0: students train this many epochs of their data instead of student_steps
     tune_weights: tuple[float, ...] = ()  # the tuning grid (empty: no tuning, the recipe's values)
-    budget_epochs: tuple[int, ...] = ()  # extra budgets for none and aird (seed 0), to show none converged
+    budget_epochs: tuple[int, ...] = ()  # extra budgets for none and aird, to show none converged
+    budget_seeds: tuple[int, ...] = ()  # seeds of the budget-curve runs (empty: the first seed only)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -107,6 +109,15 @@ class DemoSettings:
         """Every FaceBN mode of the sweeps: off, the headline mode, then the extra ones."""
         return tuple(dict.fromkeys(("off", self.facebn_mode, *self.facebn_extra)))
 
+    def regime_seeds(self, regime: str) -> tuple[int, ...]:
+        """The seeds whose students are reported in ``regime``."""
+        return (self.same_seeds or self.seeds) if regime == "same" else self.seeds
+
+    @property
+    def curve_seeds(self) -> tuple[int, ...]:
+        """The seeds of the budget-curve runs."""
+        return self.budget_seeds or self.seeds[:1]
+
     @property
     def tune_regime(self) -> str:
         """Where the weights are chosen (then used in every regime): the regime the claims are about."""
@@ -124,13 +135,23 @@ class DemoSettings:
         cells = []
         for size in sizes:
             for regime in self.regimes if size == self.headline_size else self.regimes[:1]:
-                seeds = (self.same_seeds or self.seeds) if regime == "same" else self.seeds
+                seeds = self.regime_seeds(regime)
                 cells += [(m, size, seed, regime) for seed in (seeds if size == self.headline_size else seeds[:1])
                           for m in self.methods]
         return cells
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields: dict[str, Any], source: str = "settings") -> DemoSettings:
+        """Settings from :meth:`to_dict`'s JSON (lists back to tuples); a field it lacks (a folder made before the
+        field existed) takes its default, an unknown field is refused."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(fields) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown demo setting(s) {unknown}; expected some of {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
 
 QUICK = DemoSettings(preset="quick", train_ids=80, test_ids=40, images_per_identity=12, pairs=400,
@@ -155,3 +176,31 @@ def make_settings(preset: str = "full", seeds: tuple[int, ...] | None = None, **
     if seeds is not None:
         fields["seeds"] = tuple(int(s) for s in seeds)
     return replace(PRESETS[preset], **fields)
+
+
+# What ``demo --extend`` may change in a used folder: more of the same cells, the recorded values first. Any other
+# field would change what the finished cells mean.
+EXTENDABLE = ("seeds", "same_seeds", "methods", "regimes", "budget_epochs", "budget_seeds")
+
+
+def extended(recorded: DemoSettings, wanted: DemoSettings) -> DemoSettings:
+    """``wanted``, checked to only add cells to ``recorded``: every other field equal, each extendable one keeping
+    the recorded values, in order, as its start (seeds 0,1 -> 0,1,2), the tuning regime unchanged (the finished
+    students were trained with the weights chosen there)."""
+    changed = [f"{f.name} ({getattr(recorded, f.name)!r} -> {getattr(wanted, f.name)!r})"
+               for f in dataclasses.fields(DemoSettings)
+               if f.name not in EXTENDABLE and getattr(recorded, f.name) != getattr(wanted, f.name)]
+    if changed:
+        raise ConfigError(f"demo --extend: {', '.join(changed)} cannot change in a used folder; only "
+                          f"{', '.join(EXTENDABLE)} can grow")
+    effective = {"same_seeds": lambda s: s.regime_seeds("same"), "budget_seeds": lambda s: s.curve_seeds}
+    for name in EXTENDABLE:
+        value = effective.get(name, lambda s, n=name: getattr(s, n))
+        old, new = tuple(value(recorded)), tuple(value(wanted))
+        if new[:len(old)] != old:
+            raise ConfigError(f"demo --extend: {name} {list(old)} -> {list(new)}: only additions after the "
+                              f"recorded values are allowed")
+    if wanted.tune_regime != recorded.tune_regime:
+        raise ConfigError(f"demo --extend: regimes {list(recorded.regimes)} -> {list(wanted.regimes)} would move the "
+                          f"weight tuning from regime {recorded.tune_regime!r} to {wanted.tune_regime!r}")
+    return wanted

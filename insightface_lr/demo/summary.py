@@ -196,22 +196,40 @@ def _fmt_diff(diffs: list[float]) -> str:
 
 
 def budget_table(summary: dict[str, Any]) -> str:
-    """none and aird (seed 0) at every budget, per regime and set: has none converged?"""
+    """none and aird at every budget (mean ± std over the budget seeds), per regime and set, and aird - none
+    per seed: has none converged, and does the gap survive more steps?"""
     s = summary["settings"]
-    h, sets = s["headline_size"], report_bins(s)
+    h, sets, seeds = s["headline_size"], report_bins(s), s.get("budget_seeds") or s["seeds"][:1]
     budgets = sorted({*s["budget_epochs"], s["student_epochs"]})
-    acc = {(r["method"], r.get("regime", "same"), r.get("epochs") or s["student_epochs"], r["bin"]):
+    acc = {(r["method"], r.get("regime", "same"), r.get("epochs") or s["student_epochs"], r["bin"], r["seed"]):
            100.0 * r["accuracy_mean"] for r in summary["records"]
-           if r["status"] == "ok" and r["seed"] == s["seeds"][0] and r["size"] == h and r["facebn"] == "off"
+           if r["status"] == "ok" and r["seed"] in seeds and r["size"] == h and r["facebn"] == "off"
            and r["lr_size"] == h and r.get("weight") is None and r["method"] in ("none", "aird")}
+
+    def cell(values: list[float], diff: bool = False) -> str:
+        if len(values) < len(seeds):
+            return "n/a"
+        sign = "+" if diff else ""
+        per_seed = f" ({'/'.join(f'{v:{sign}.1f}' for v in values)})" if diff and len(values) > 1 else ""
+        return (_fmt_diff(values) if diff else _fmt_mean(values)) + per_seed
+
     lines = ["| regime | method | set | " + " | ".join(f"{e} epochs" for e in budgets) + " |",
              "|---|---|---|" + "---:|" * len(budgets)]
     for regime in s["regimes"]:
-        for m in ("none", "aird"):
-            for b in sets:
-                cells = [f"{acc[(m, regime, e, b)]:.1f}" if (m, regime, e, b) in acc else "n/a" for e in budgets]
-                lines.append(f"| {regime} | {m} | {b} | " + " | ".join(cells) + " |")
+        for b in sets:
+            got = {(m, e): [acc[(m, regime, e, b, z)] for z in seeds if (m, regime, e, b, z) in acc]
+                   for m in ("none", "aird") for e in budgets}
+            for m in ("none", "aird"):
+                lines.append(f"| {regime} | {m} | {b} | " + " | ".join(cell(got[(m, e)]) for e in budgets) + " |")
+            gaps = [cell([a - n for a, n in zip(got[("aird", e)], got[("none", e)], strict=False)], diff=True)
+                    if len(got[("aird", e)]) == len(got[("none", e)]) else "n/a" for e in budgets]
+            lines.append(f"| {regime} | aird - none | {b} | " + " | ".join(gaps) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _fmt_mean(values: list[float]) -> str:
+    arr = np.array(values)
+    return f"{arr.mean():.1f} ± {arr.std(ddof=1):.1f}" if len(arr) > 1 else f"{arr.mean():.1f}"
 
 
 def tuning_table(summary: dict[str, Any]) -> str:
@@ -259,7 +277,8 @@ def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
     if summary.get("tuning"):
         parts += ["## Tuning (val.bin, FaceBN off, seed 100)", "", tuning_table(summary)]
     if s["budget_epochs"]:
-        parts += ["## Budgets (seed 0, FaceBN off)", "", budget_table(summary)]
+        seeds = s.get("budget_seeds") or s["seeds"][:1]
+        parts += [f"## Budgets (seeds {', '.join(map(str, seeds))}; FaceBN off)", "", budget_table(summary)]
     first = report_bins(s)[0]
     for regime in s["regimes"]:
         for b in report_bins(s):

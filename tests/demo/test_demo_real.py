@@ -84,3 +84,75 @@ def test_cli_demo_flags_need_faces(tmp_path, capsys):
 
     assert main(["demo", "--test-bin", "x.bin", "--out", str(tmp_path / "o")]) == 2
     assert "--faces" in capsys.readouterr().err
+
+
+def test_extend_adds_seeds_and_budget_runs_without_redoing_finished_cells(real_run, tmp_path):
+    import shutil
+    from dataclasses import replace
+
+    out, settings, summary = real_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy, symlinks=True)
+    more = replace(settings, seeds=(0, 1), budget_seeds=(0, 1))
+    with pytest.raises(ConfigError, match="other settings.*--extend"):
+        DemoPipeline(copy, more, device="cpu", progress=False).run()
+    pipeline = DemoPipeline(copy, more, device="cpu", progress=False, extend=True)
+    result = pipeline.run()
+    # only seed 1's students (both regimes) and budget runs were made; nothing of seed 0 again
+    assert pipeline.ran and all(stage.split()[-1].split("_")[2] == "s1" for stage in pipeline.ran)
+    budgets = {(r["method"], r["regime"], r["seed"]) for r in result["records"] if r["epochs"]}
+    assert budgets == {(m, g, s) for m in ("none", "aird") for g in ("same", "subset") for s in (0, 1)}
+    old = {json.dumps([r["model"], r["bin"], r["size"], r["facebn"], r["accuracy_mean"]]) for r in summary["records"]}
+    assert old <= {json.dumps([r["model"], r["bin"], r["size"], r["facebn"], r["accuracy_mean"]])
+                   for r in result["records"]}
+    assert json.loads((copy / "settings.json").read_text())["budget_seeds"] == [0, 1]
+    report = (copy / "report.md").read_text()
+    assert "## Budgets (seeds 0, 1; FaceBN off)" in report and "| subset | aird - none | test |" in report
+    # extended again with the same settings: nothing to do
+    again = DemoPipeline(copy, more, device="cpu", progress=False, extend=True)
+    again.run()
+    assert again.ran == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"seeds": (1,)}, "seeds \\[0\\] -> \\[1\\]: only additions"),
+    ({"student_epochs": 3}, "student_epochs \\(2 -> 3\\) cannot change"),
+    ({"regimes": ("same",)}, "regimes .*only additions"),
+])
+def test_extend_refuses_anything_but_additions(real_run, change, message):
+    from dataclasses import replace
+
+    from insightface_lr.demo.settings import extended
+
+    _, settings, _ = real_run
+    with pytest.raises(ConfigError, match=message):
+        extended(settings, replace(settings, **change))
+
+
+def test_extend_tuning_regime_must_stay():
+    from dataclasses import replace
+
+    from insightface_lr.demo.settings import extended
+
+    recorded = make_settings("tiny", regimes=("same",))
+    with pytest.raises(ConfigError, match="weight tuning from regime 'same' to 'subset'"):
+        extended(recorded, replace(recorded, regimes=("same", "subset")))
+    assert extended(recorded, replace(recorded, seeds=(0, 4))).seeds == (0, 4)
+
+
+def test_settings_of_an_older_folder_read_with_defaults_and_unknown_fields_refused():
+    from insightface_lr.demo.settings import DemoSettings
+
+    fields = make_settings("tiny").to_dict()
+    del fields["budget_seeds"]  # a folder written before the field existed
+    assert DemoSettings.from_dict(json.loads(json.dumps(fields))) == make_settings("tiny")
+    with pytest.raises(ConfigError, match="settings.json: unknown demo setting.*'colour'"):
+        DemoSettings.from_dict({**fields, "colour": 1}, source="settings.json")
+
+
+def test_cli_extend_needs_a_recorded_demo(tmp_path, capsys):
+    from insightface_lr.cli import main
+
+    assert main(["demo", "--extend", "--seeds", "0,1", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "demo --extend" in err and "settings.json not found" in err
