@@ -4,11 +4,15 @@
 
 The ``.bin`` is written from the embedded synthetic faces (JPEG, as InsightFace packs them) into
 ``--data`` (reused by later runs). The sweep is :func:`insightface_lr.eval.report.run_sweep`, what
-``insightface-lr eval`` runs: decode the ``.bin`` once, then per cell degrade every face (and its mirror)
-to the probe size, embed, and compute the 10-fold metrics. Printed per cell: seconds and embeddings/s
-(2 per image: original + flip). To show where the time goes, the same run also times, alone, decoding
-the ``.bin``, the degradation of one cell's faces and the model forward of one cell's faces, and prints
-decode time against model time.
+``insightface-lr eval`` runs: decode the ``.bin`` once, degrade it once per probe size to uint8 probes
+(:mod:`insightface_lr.eval.probes`), then per cell resize them to the model input, embed (and the mirror) and
+compute the 10-fold metrics. Printed per cell: seconds and embeddings/s (2 per image: original + flip).
+
+In the same run, the **old path** (before the probes were made once: every cell degraded every batch with
+torch's antialiased interpolation, :func:`insightface_lr.eval.lowres.degrade_normalised`) sweeps the same
+cells, and the script prints old / new. To show where the time goes it also times, alone, decoding the ``.bin``,
+the degradation of the new path (every size once, plus each cell's resize to the input), the model forward
+of every cell, and prints degradation / model.
 """
 
 from __future__ import annotations
@@ -44,57 +48,78 @@ def build_model(name: str, size: int):
     return get_backbone(name, input_size=size).eval()
 
 
-def component_times(model, images, size: int, batch_size: int) -> dict[str, float]:
-    """Seconds of one cell's work split in two, each timed alone over all images and their mirrors:
-    degradation to ``size`` px (+ resize to the model input) and the model forward on ready input."""
+def old_path_sweep(model, images, issame, sizes, modes, batch_size: int) -> float:
+    """Seconds of the sweep as it ran before the probes were made once: each cell degrades every batch with
+    torch's antialiased interpolation (the float path, :func:`degrade_normalised`), then embeds."""
+    from insightface_lr.eval.lowres import degrade_normalised
+    from insightface_lr.eval.report import facebn_fn
+    from insightface_lr.eval.verification import embed_pairs, verification_metrics
+
+    t0 = time.perf_counter()
+    for size in sizes:
+        for mode in modes:
+            fn = model.fn if mode == "off" else facebn_fn(model, mode)
+            low = embed_pairs(fn, images, batch_size=batch_size, flip=True,
+                              preprocess=lambda x, s=size: degrade_normalised(x, s, model.input_size))
+            verification_metrics(low, issame)
+    return time.perf_counter() - t0
+
+
+def component_times(model, images, sizes, cells: int, batch_size: int) -> dict[str, float]:
+    """The new path's work split in two, each timed alone: degradation (every size once, plus every cell's
+    resize to the model input: ``cells`` / len(sizes) cells per size) and the model forward of every cell."""
     import numpy as np
     import torch
 
-    from insightface_lr.eval.lowres import degraded_model_fn
+    from insightface_lr.data.pixels import normalize_uint8
+    from insightface_lr.eval.probes import lr_probes, to_input_size
 
-    degrade = degraded_model_fn(lambda x: x, size, model.input_size)
-    batches = [torch.from_numpy(np.ascontiguousarray(images[i:i + batch_size])).permute(0, 3, 1, 2)
-               for i in range(0, len(images), batch_size)]
+    once, resize = 0.0, 0.0
+    for size in sizes:
+        t0 = time.perf_counter()
+        low = lr_probes(images, size)
+        once += time.perf_counter() - t0
+        batches = [normalize_uint8(torch.from_numpy(np.ascontiguousarray(low[i:i + batch_size])).permute(0, 3, 1, 2))
+                   for i in range(0, len(low), batch_size)]
+        t0 = time.perf_counter()
+        for x in batches:
+            to_input_size(x, model.input_size)
+        resize += (time.perf_counter() - t0) * cells / len(sizes)
     ready = torch.zeros(batch_size, 3, model.input_size, model.input_size)
 
-    def degrade_all() -> None:
-        for x in batches:
-            x = (x.float() / 255 - 0.5) / 0.5
-            degrade(x)
-            degrade(torch.flip(x, dims=[3]))
-
     def model_all() -> None:
-        with torch.no_grad():
-            for _ in range(2 * len(batches)):
-                model(ready)
+        with torch.inference_mode():
+            for _ in range(2 * -(-len(images) // batch_size)):  # every batch and its mirror
+                model.fn(ready)
 
-    return {"degrade_s": measure(degrade_all, repeats=1, warmup=0).median,
-            "model_s": measure(model_all, repeats=1, warmup=1).median}
+    model_s = measure(model_all, repeats=1, warmup=1).median * cells
+    return {"degrade_once_s": once, "resize_s": resize, "degrade_s": once + resize, "model_s": model_s}
 
 
 def run(args) -> dict[str, Any]:
     from insightface_lr.data.verification_bin import load_bin_images
+    from insightface_lr.eval.model_loading import load_eval_model
     from insightface_lr.eval.report import run_sweep
 
     folder = Path(args.data) / f"bin_p{args.pairs}_i{args.identities}x{args.per_identity}"  # one per setting
     path, generated_s = ensure_bin(folder, args.pairs, args.identities, args.per_identity)
     decode = measure(lambda: load_bin_images(path), repeats=1, warmup=0)
     images, issame = load_bin_images(path)
-    model = build_model(args.model, args.input_size)
-    sizes = tuple(int(s) for s in args.sizes.split(","))
+    model = load_eval_model(build_model(args.model, args.input_size), name=args.model)
+    sizes, modes = tuple(int(s) for s in args.sizes.split(",")), ("off", "batch")
     t0 = time.perf_counter()
-    sweep = run_sweep({args.model: model}, [path], sizes=sizes, facebn_modes=("off", "batch"),
-                      batch_size=args.batch_size)
+    sweep = run_sweep({args.model: model}, [path], sizes=sizes, facebn_modes=modes, batch_size=args.batch_size)
     total = time.perf_counter() - t0
+    old_total = old_path_sweep(model, images, issame, sizes, modes, args.batch_size)
     cells = [{"size": r["size"], "facebn": r["facebn"], "seconds": r["seconds"],
-              "embeddings_per_s": 2 * len(images) / r["seconds"], "accuracy": r["accuracy_mean"]}
-             for r in sweep["records"]]
-    parts = component_times(model, images, args.breakdown_size, args.batch_size)
+              "embeddings_per_s": 2 * len(images) / r["seconds"] if r["seconds"] else None,
+              "accuracy": r["accuracy_mean"]} for r in sweep["records"]]
+    parts = component_times(model, images, sizes, len(cells), args.batch_size)
     return {"bin": str(path), "images": len(images), "pairs": int(issame.size), "generated_s": generated_s,
             "decode_s": decode.median, "decode_images_per_s": len(images) / decode.median,
-            "sweep_total_s": total, "cells": cells,
-            "breakdown": {"size": args.breakdown_size, **parts,
-                          "model_embeddings_per_s": 2 * len(images) / parts["model_s"],
+            "sweep_total_s": total, "old_path_total_s": old_total, "old_to_new": old_total / total,
+            "cells": cells,
+            "breakdown": {**parts, "degrade_to_model": parts["degrade_s"] / parts["model_s"],
                           "decode_to_model": decode.median / parts["model_s"]}}
 
 
@@ -108,7 +133,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-identity", type=int, default=10)
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--breakdown-size", type=int, default=16)
     args = parser.parse_args(argv)
     if args.tiny:
         args.pairs, args.identities, args.per_identity, args.sizes, args.batch_size = 20, 4, 3, "16", 8
@@ -119,13 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args)
     print(format_table(result["cells"], ["size", "facebn", "seconds", "embeddings_per_s", "accuracy"]))
     b = result["breakdown"]
+    b = result["breakdown"]
     print(f"{result['images']} images ({result['pairs']} pairs): decode {result['decode_s']:.2f} s "
-          f"({result['decode_images_per_s']:.0f} images/s, once per .bin); whole sweep "
-          f"{result['sweep_total_s']:.1f} s for {len(result['cells'])} cells")
-    print(f"one cell at {b['size']} px, timed alone: model {b['model_s']:.2f} s "
-          f"({b['model_embeddings_per_s']:.0f} embeddings/s), degradation {b['degrade_s']:.2f} s; "
-          f"decode / model-of-one-cell = {b['decode_to_model']:.2f}, "
-          f"decode share of the sweep = {result['decode_s'] / result['sweep_total_s']:.1%}")
+          f"({result['decode_images_per_s']:.0f} images/s, once per .bin)")
+    print(f"whole sweep ({len(result['cells'])} cells): {result['sweep_total_s']:.1f} s; the old path in the same "
+          f"run {result['old_path_total_s']:.1f} s: old / new = {result['old_to_new']:.2f}")
+    print(f"new path timed alone: degradation {b['degrade_s']:.2f} s (every size once {b['degrade_once_s']:.2f} s, "
+          f"resizes to the input {b['resize_s']:.2f} s), model {b['model_s']:.2f} s: degradation / model = "
+          f"{b['degrade_to_model']:.1%}; decode / model = {b['decode_to_model']:.1%}")
     write_json(args.out, {"benchmark": "eval", "machine": info, "model": f"{args.model}@{args.input_size}",
                           "batch_size": args.batch_size, **result})
     print(f"wrote {args.out}")

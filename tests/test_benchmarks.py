@@ -99,6 +99,9 @@ def test_eval_script(tmp_path, one_thread) -> None:
     assert data["decode_images_per_s"] == pytest.approx(40 / data["decode_s"])
     breakdown = data["breakdown"]
     assert breakdown["decode_to_model"] == pytest.approx(data["decode_s"] / breakdown["model_s"])
+    assert breakdown["degrade_to_model"] == pytest.approx(breakdown["degrade_s"] / breakdown["model_s"])
+    assert breakdown["degrade_s"] == pytest.approx(breakdown["degrade_once_s"] + breakdown["resize_s"])
+    assert data["old_to_new"] == pytest.approx(data["old_path_total_s"] / data["sweep_total_s"])
     assert eval_bench.main([*one_thread, "--out", str(out)]) == 0  # second run reuses the generated .bin
     assert _load(out)["generated_s"] == 0.0
 

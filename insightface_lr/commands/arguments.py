@@ -1,18 +1,11 @@
-"""The command line's one parser of comma-separated values (``--lr-size 12,16``, ``--bins lfw,agedb_30``)."""
+"""The command line's argument types for comma-separated values (``--lr-size 12,16``, ``--bins lfw,agedb_30``),
+on the package's one parser (:mod:`insightface_lr.comma_lists`)."""
 
 from __future__ import annotations
 
 import argparse
 
-
-def comma_list(text: str) -> list[str]:
-    """``" a, b,,c "`` -> ``["a", "b", "c"]``: items stripped, empty ones dropped."""
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
-def comma_ints(text: str) -> tuple[int, ...]:
-    """``"12,16"`` -> ``(12, 16)``; ValueError on an item that is not an integer."""
-    return tuple(int(item) for item in comma_list(text))
+from ..comma_lists import comma_ints, comma_list
 
 
 def int_list_argument(text: str) -> tuple[int, ...]:

@@ -10,6 +10,9 @@ Conventions (documented because papers differ):
 * The rank of a probe is 1 + the number of non-mated gallery entries scoring at least as high as its
   best mated entry. Ties count AGAINST the probe, so a collapsed model (all scores equal) scores
   rank-1 = 0 rather than 100 %. Several gallery images of one identity are allowed (best one counts).
+* Average precision of a probe (TinyFace's mAP, person re-identification's convention): the mean, over its
+  mated gallery entries, of the precision at each of them, ties again against the probe: at a mate scoring
+  ``s``, precision = mates scoring >= ``s`` / all entries scoring >= ``s``. mAP = the mean over probes.
 * Closed set (TinyFace protocol: every probe's identity is in the gallery, plus distractors):
   ``cmc`` = fraction of probes with rank <= k.
 * Open set (NIST FRVT / IJB-C 1:N convention): probes whose label is not in the gallery are
@@ -65,6 +68,24 @@ def match_ranks(scores: Any, probe_labels: Any, gallery_labels: Any) -> np.ndarr
     best_mated = np.where(mated, s, -np.inf).max(axis=1)  # [Np]
     rank = 1 + ((s >= best_mated[:, None]) & ~mated).sum(axis=1)
     return np.where(mated.any(axis=1), rank, 0)
+
+
+def average_precision(scores: Any, probe_labels: Any, gallery_labels: Any) -> np.ndarray:
+    """Average precision [Np] of each probe over its ranked gallery (NaN for a probe with no mate); see the
+    module docstring. Memory: [Np, M, Ng] comparisons, M the most mates of any probe here."""
+    s, pl, gl = _check(scores, probe_labels, gallery_labels)
+    mated = _mated(pl, gl)
+    most = int(mated.sum(axis=1).max()) if mated.size else 0
+    if most == 0:
+        return np.full(len(pl), np.nan)
+    masked = np.where(mated, s, -np.inf)
+    mate_scores = -np.sort(-masked, axis=1)[:, :most]  # [Np, M] every probe's mated scores, -inf padded
+    at_least = s[:, None, :] >= mate_scores[:, :, None]  # [Np, M, Ng]
+    mates_above = (at_least & mated[:, None, :]).sum(axis=2)
+    precision = mates_above / np.maximum(at_least.sum(axis=2), 1)
+    valid = np.isfinite(mate_scores)
+    with np.errstate(invalid="ignore"):
+        return np.where(valid, precision, 0.0).sum(axis=1) / valid.sum(axis=1)
 
 
 def cmc(scores: Any, probe_labels: Any, gallery_labels: Any,

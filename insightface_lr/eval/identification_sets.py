@@ -104,9 +104,11 @@ def gallery_embeddings(model_fn: Callable[[torch.Tensor], torch.Tensor], faces: 
 
 def probe_cmc(model_fn: Callable[[torch.Tensor], torch.Tensor], faces: IdentificationSet, gallery: np.ndarray,
               size: int, input_size: int, ranks=(1, 5, 20), batch_size: int = 64,
-              device: str | torch.device = "cpu") -> dict[int, float]:
-    """CMC of the probes seen at ``size`` px (embedded by ``model_fn``) against ``gallery`` embeddings."""
-    probes = embed_at_size(model_fn, faces.probe_images, size, input_size, batch_size, device).sum(0)
+              device: str | torch.device = "cpu", lr_faces: np.ndarray | None = None) -> dict[int, float]:
+    """CMC of the probes seen at ``size`` px (embedded by ``model_fn``) against ``gallery`` embeddings;
+    ``lr_faces``: the probe faces already degraded to ``size`` (:func:`.probes.lr_probes`)."""
+    probes = embed_at_size(model_fn, faces.probe_images, size, input_size, batch_size, device,
+                           probes=lr_faces).sum(0)
     return cmc(cosine_scores(probes, gallery), faces.probe_labels, faces.all_gallery_labels, ranks=ranks)
 
 

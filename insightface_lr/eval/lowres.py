@@ -1,8 +1,8 @@
 """Verification of a model on a ``.bin`` pair set at a given probe resolution.
 
-The same degradation code as training (:func:`insightface_lr.data.degrade.degrade_to_size`) is applied
-batch by batch inside the embedding loop, so a 12,000-image set at 7 sizes never holds more than one
-batch of degraded faces in memory. ``mode="lr-lr"`` degrades both faces of a pair; ``"hr-lr"`` keeps the
+The probes are the faces degraded once to ``size`` px as uint8 (:mod:`.probes`: the evaluation path of
+:func:`insightface_lr.data.degrade.degrade_to_size` as matrix products, the same kernel), resized to the model
+input batch by batch. ``mode="lr-lr"`` degrades both faces of a pair; ``"hr-lr"`` keeps the
 first face of each pair (gallery) at HR and degrades the second (probe).
 """
 
@@ -16,6 +16,7 @@ import torch
 from ..data.degrade import degrade_to_size
 from ..data.pixels import denormalize, normalize
 from ..errors import ConfigError
+from .probes import lr_probes, to_input_size
 from .verification import VerificationResult, embed_pairs, verification_metrics
 
 PAIR_MODES = ("lr-lr", "hr-lr")
@@ -46,22 +47,27 @@ def degraded_model_fn(
 def embed_at_size(
     model_fn: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, size: int, input_size: int,
     batch_size: int = 64, device: str | torch.device = "cpu", progress: bool = False,
+    probes: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``[2, N, D]`` (original + flip) embeddings of uint8 ``[N,H,W,3]`` faces seen at ``size`` px."""
-    # degrade once per batch; the mirrored view reuses it (resizing commutes with a horizontal flip)
-    return embed_pairs(model_fn, images, batch_size=batch_size, flip=True, device=device, progress=progress,
-                       preprocess=lambda x: degrade_normalised(x, size, input_size))
+    """``[2, N, D]`` (original + flip) embeddings of uint8 ``[N,H,W,3]`` faces seen at ``size`` px: the faces
+    degraded once to uint8 ``size``-px probes (:func:`.probes.lr_probes`; ``probes`` if already made), then
+    resized per batch to the model input."""
+    low = lr_probes(images, size) if probes is None else probes
+    # the mirrored view reuses each resized batch (resizing commutes with a horizontal flip)
+    return embed_pairs(model_fn, low, batch_size=batch_size, flip=True, device=device, progress=progress,
+                       preprocess=lambda x: to_input_size(x, input_size))
 
 
 def lowres_verification(
     model_fn: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, issame: np.ndarray, size: int,
     input_size: int, mode: str = "lr-lr", batch_size: int = 64, device: str | torch.device = "cpu",
-    hr_embeddings: np.ndarray | None = None,
+    hr_embeddings: np.ndarray | None = None, probes: np.ndarray | None = None,
 ) -> VerificationResult:
-    """InsightFace 10-fold verification with probes at ``size`` px (``mode`` in :data:`PAIR_MODES`)."""
+    """InsightFace 10-fold verification with probes at ``size`` px (``mode`` in :data:`PAIR_MODES`);
+    ``probes``: :func:`.probes.lr_probes` of ``images`` at ``size`` when already made."""
     if mode not in PAIR_MODES:
         raise ConfigError(f"pair mode: expected one of {PAIR_MODES}, got {mode!r}")
-    low = embed_at_size(model_fn, images, size, input_size, batch_size, device)
+    low = embed_at_size(model_fn, images, size, input_size, batch_size, device, probes=probes)
     if mode == "hr-lr":
         if hr_embeddings is None:
             hr_embeddings = embed_at_size(model_fn, images, images.shape[1], input_size, batch_size, device)

@@ -31,9 +31,10 @@ from ..devices import resolve_device
 from ..errors import ConfigError
 from .cell_cache import CellCache, array_digest, cell_key
 from .facebn_modes import FACEBN_MODES, facebn_for_mode, facebn_spec
-from .lowres import PAIR_MODES, degrade_normalised, embed_at_size, lowres_verification, probe_chain
+from .lowres import PAIR_MODES, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model
 from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
+from .probes import ProbeSets, lr_probes, to_input_size
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
@@ -111,9 +112,10 @@ def run_sweep(
             images, issame = load_bin_images(path, cfg.image_size)
             bin_info[bin_name] = {"path": str(path), "pairs": int(issame.size), "positives": int(issame.sum())}
             faces = array_digest(images, issame) if cache is not None else None
+            probes = ProbeSets(images)  # degraded once per size, for every model and FaceBN mode
             for model in loaded:
                 key = cell_key("verification", model, faces, cfg)
-                records += _sweep_one(model, bin_name, images, issame, cfg, dev, bar, cache if key else None, key)
+                records += _sweep_one(model, bin_name, probes, issame, cfg, dev, bar, cache if key else None, key)
     return {
         "records": records,
         "models": {m.name: _model_info(m) for m in loaded},
@@ -126,11 +128,12 @@ def run_sweep(
     }
 
 
-def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, cfg: SweepConfig,
+def _sweep_one(model: EvalModel, bin_name: str, probes: ProbeSets, issame: np.ndarray, cfg: SweepConfig,
                device: torch.device, bar: Any, cache: CellCache | None = None,
                key: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     """All (size, FaceBN mode) cells of one model on one bin; cells found in ``cache`` under ``key`` are reused."""
     hr: list[np.ndarray] = []
+    images = probes.images
 
     def gallery() -> np.ndarray | None:  # the HR gallery: at most once per (model, bin), only if a cell needs it
         if cfg.pair_mode == "hr-lr" and not hr:
@@ -149,7 +152,8 @@ def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.n
                 fields = {**key, "size": int(size), "facebn": mode} if cache is not None and key else None
                 cached = cache.get(fields) if fields else None
                 if cached is None:
-                    cached = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, gallery())
+                    cached = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, gallery(),
+                                           probes.at(size))
                     if fields:
                         cache.put(fields, cached)
                 done[(chain, mode)] = {**cached, "model": model.name, "bin": bin_name}
@@ -159,26 +163,29 @@ def _sweep_one(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.n
 
 
 def evaluate_cell(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, size: int, mode: str,
-                  cfg: SweepConfig, device: torch.device, hr_embeddings: np.ndarray | None = None) -> dict[str, Any]:
-    """One record: :func:`lowres_verification` of ``model`` (wrapped by FaceBN ``mode`` unless "off")."""
+                  cfg: SweepConfig, device: torch.device, hr_embeddings: np.ndarray | None = None,
+                  probes: np.ndarray | None = None) -> dict[str, Any]:
+    """One record: :func:`lowres_verification` of ``model`` (wrapped by FaceBN ``mode`` unless "off");
+    ``probes``: ``images`` already degraded to ``size`` (:func:`.probes.lr_probes`)."""
     record: dict[str, Any] = {"model": model.name, "bin": bin_name, "size": int(size), "facebn": mode,
                               "pair_mode": cfg.pair_mode}
     if mode != "off" and not model.supports_facebn:
         return {**record, "status": "n/a", "note": model.facebn_reason(), **dict.fromkeys(METRICS)}
     tic = time.perf_counter()
-    fn = model.fn if mode == "off" else facebn_model_fn(model, mode, images, size, cfg, device)
+    low = lr_probes(images, size) if probes is None else probes
+    fn = model.fn if mode == "off" else facebn_model_fn(model, mode, low, model.input_size, cfg, device)
     result = lowres_verification(fn, images, issame, size, model.input_size, cfg.pair_mode, cfg.batch_size,
-                                 device, hr_embeddings=hr_embeddings)
+                                 device, hr_embeddings=hr_embeddings, probes=low)
     values = result.to_dict()
     values.pop("thresholds")  # identical for every cell: stored once as results["roc_thresholds"]
     return {**record, "status": "ok", "note": "", **values, "seconds": time.perf_counter() - tic}
 
 
-def facebn_model_fn(model: EvalModel, mode: str, images: np.ndarray, size: int, cfg: SweepConfig,
+def facebn_model_fn(model: EvalModel, mode: str, probes: np.ndarray, input_size: int, cfg: SweepConfig,
                     device: torch.device):
-    """``x -> embeddings`` through a fresh FaceBN of ``model.module``; ``calibrate`` first passes once over
-    ``images`` degraded to ``size`` (exactly as the evaluation will see them)."""
-    calibration = _Reiterable(lambda: calibration_batches(images, size, model.input_size, cfg.batch_size, device))
+    """``x -> embeddings`` through a fresh FaceBN of ``model.module``; ``calibrate`` first passes over
+    ``probes`` (uint8 LR faces) resized to ``input_size``, exactly as the evaluation will see them."""
+    calibration = _Reiterable(lambda: calibration_batches(probes, input_size, cfg.batch_size, device))
     return facebn_fn(model, mode, cfg.momentum, cfg.include_bn1d,
                      calibration if facebn_spec(mode)[0] == "calibrate" else None, cfg.calibrate_passes)
 
@@ -211,12 +218,13 @@ class _Reiterable:
         return self.make()
 
 
-def calibration_batches(images: np.ndarray, size: int, input_size: int, batch_size: int,
+def calibration_batches(probes: np.ndarray, input_size: int, batch_size: int,
                         device: torch.device | str = "cpu") -> Iterator[torch.Tensor]:
-    """Normalised ``[B, 3, input_size, input_size]`` batches of ``images`` (uint8 [N,H,W,3]) seen at ``size``."""
-    for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size])).to(device)
-        yield degrade_normalised(normalize_uint8(x.permute(0, 3, 1, 2)), size, input_size)
+    """Normalised ``[B, 3, input_size, input_size]`` batches of uint8 LR ``probes`` [N,s,s,3] (:func:`lr_probes`)
+    resized to the model input, as the evaluation sees them."""
+    for start in range(0, len(probes), batch_size):
+        x = torch.from_numpy(np.ascontiguousarray(probes[start:start + batch_size])).to(device)
+        yield to_input_size(normalize_uint8(x.permute(0, 3, 1, 2)), input_size)
 
 
 def _model_info(model: EvalModel) -> dict[str, Any]:

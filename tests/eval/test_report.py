@@ -94,9 +94,12 @@ def direct(assets, size: int, facebn: str, mode: str = "lr-lr", batch_size: int 
         fn = inference_net(model)
     else:
         adapted = FaceBN(model, mode=facebn)
-        if facebn == "calibrate":  # the set's own faces, degraded as the evaluation degrades them
-            x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
-            low = (degrade_to_size(x, size, output_size=16) - 0.5) / 0.5
+        if facebn == "calibrate":  # the set's own faces, degraded as the evaluation degrades them: the 8-bit
+            # probes (their kernel against torch's: tests/eval/test_probes.py), then the resize to the input
+            from insightface_lr.data.pixels import normalize_uint8
+            from insightface_lr.eval.probes import lr_probes, to_input_size
+
+            low = to_input_size(normalize_uint8(torch.from_numpy(lr_probes(images, size)).permute(0, 3, 1, 2)), 16)
             # one pass per layer, as the sweep calibrates (SweepConfig.calibrate_passes="exact")
             adapted.calibrate([low[i:i + batch_size] for i in range(0, len(low), batch_size)], passes="exact")
         fn = adapted
@@ -209,13 +212,15 @@ def test_calibrate_online_and_hr_lr_cells_equal_direct_calls(assets) -> None:
 
 
 def test_calibration_batches_are_the_evaluation_input(assets) -> None:
+    from insightface_lr.eval.probes import lr_probes
     from insightface_lr.eval.report import calibration_batches
 
     images, _ = load_bin_images(assets["bin"])
-    batches = list(calibration_batches(images, 8, 16, batch_size=16))
+    low = lr_probes(images, 8)
+    batches = list(calibration_batches(low, 16, batch_size=16))
     assert [b.shape[0] for b in batches] == [16, 16, 8] and batches[0].shape[1:] == (3, 16, 16)
-    pixels = torch.from_numpy(images[:16]).permute(0, 3, 1, 2).float() / 255
-    expected = (degrade_to_size(pixels, 8, output_size=16) - 0.5) / 0.5
+    pixels = torch.from_numpy(low[:16]).permute(0, 3, 1, 2).float() / 255  # the 8-px probes, up to the input
+    expected = (degrade_to_size(pixels, 16, output_size=None) - 0.5) / 0.5
     torch.testing.assert_close(batches[0], expected, atol=1e-5, rtol=0)
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ...comma_lists import comma_list
 from ...devices import resolve_device
 from ...errors import ConfigError
 from ..model_loading import EvalModel, load_eval_model
@@ -119,7 +120,7 @@ def _lazy(build: Callable[[], Callable]) -> Callable:
 
 def parse_sizes(text: str) -> tuple[int | str, ...]:
     """``"native,16,8"`` -> ``("native", 16, 8)`` (ConfigError naming the flag otherwise)."""
-    items: Sequence[str] = [s.strip() for s in text.split(",") if s.strip()]
+    items: Sequence[str] = comma_list(text)
     try:
         sizes = tuple(s if s == "native" else int(s) for s in items)
     except ValueError:

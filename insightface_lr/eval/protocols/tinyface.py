@@ -7,9 +7,10 @@ reads it (``<root>/Testing_Set/...``; a ``<root>/tinyface/Testing_Set`` parent i
 * ``probe_img_ID_pairs.mat``: ``probe_set`` (cell array of Probe file names) and ``probe_ids``;
 * ``gallery_match_img_ID_pairs.mat``: ``gallery_set`` and ``gallery_ids``; distractors carry no id.
 
-Metric: CMC rank-1/5/10/20 of every probe against Gallery_Match + Gallery_Distractor (the published number)
-and against Gallery_Match alone. Identities are the ``.mat`` ids; scores are cosine similarities of the
-flip-fused embeddings; ties count against the probe (see ``eval/identification.py``). Probes are native LR
+Metrics: CMC rank-1/5/10/20 and mAP (TinyFace's paper reports both) of every probe against Gallery_Match +
+Gallery_Distractor (the published numbers) and against Gallery_Match alone. Identities are the ``.mat`` ids;
+scores are cosine similarities of the flip-fused embeddings; ties count against the probe, for the ranks and
+for the precisions of the mAP (see ``eval/identification.py``). Probes are native LR
 faces: only resized to the model input (or, for an LR cell, to its size first); FaceBN adapts the probe path.
 """
 
@@ -55,14 +56,15 @@ def read(root: Path) -> Benchmark:
 def score(bench: Benchmark, emb: Mapping[str, np.ndarray]) -> Scores:
     probe_ids, gallery_ids = bench.labels["probe"], bench.labels["gallery"]
     with_d = probe_stats(emb["probe"], probe_ids, np.concatenate([emb["gallery"], emb["distractor"]]),
-                         np.r_[gallery_ids, np.full(len(emb["distractor"]), -1)])
-    without = probe_stats(emb["probe"], probe_ids, emb["gallery"], gallery_ids)
-    metrics = {f"rank_{k}": v for k, v in with_d.cmc(RANKS).items()}
+                         np.r_[gallery_ids, np.full(len(emb["distractor"]), -1)], with_ap=True)
+    without = probe_stats(emb["probe"], probe_ids, emb["gallery"], gallery_ids, with_ap=True)
+    metrics = {f"rank_{k}": v for k, v in with_d.cmc(RANKS).items()} | {"mAP": with_d.mean_ap()}
     metrics |= {f"rank_{k}_no_distractors": v for k, v in without.cmc(RANKS).items()}
+    metrics |= {"mAP_no_distractors": without.mean_ap()}
     return Scores(metrics, {"cmc": {"with distractors": with_d.cmc_curve(), "no distractors": without.cmc_curve()}})
 
 
 PROTOCOL = Protocol(
-    "tinyface", "TinyFace closed-set identification (CMC)", read, score,
+    "tinyface", "TinyFace closed-set identification (CMC, mAP)", read, score,
     "Testing_Set/{Probe,Gallery_Match,Gallery_Distractor}/*.jpg, probe_img_ID_pairs.mat, "
     "gallery_match_img_ID_pairs.mat")

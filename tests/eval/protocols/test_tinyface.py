@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from trees import file_vector, random_vectors, rank_of_mate, stub_model, write_face, write_name_ids
+from trees import cos, file_vector, random_vectors, rank_of_mate, stub_model, write_face, write_name_ids
 
 from insightface_lr.errors import DataFormatError
 from insightface_lr.eval.protocols.runner import ProtocolConfig, run_protocol
@@ -100,3 +100,48 @@ def test_layout_errors_name_the_file(tmp_path: Path) -> None:
     (base / "gallery_match_img_ID_pairs.mat").unlink()
     with pytest.raises(DataFormatError, match="gallery_match_img_ID_pairs.mat: file not found"):
         read(root)
+
+
+def average_precision_loop(probe, label, gallery, gallery_labels) -> float:
+    """Plain loop: sort the gallery by score (non-mates first among equal scores: ties against the probe), then
+    the mean over the mates of (mates so far / entries so far)."""
+    ranked = sorted(((cos(probe, g), lab != label) for g, lab in zip(gallery, gallery_labels, strict=True)),
+                    key=lambda t: (-t[0], not t[1]))
+    hits, precisions = 0, []
+    for position, (_, non_mate) in enumerate(ranked, start=1):
+        if not non_mate:
+            hits += 1
+            precisions.append(hits / position)
+    return sum(precisions) / len(precisions)
+
+
+def test_map_hand_checked_and_against_a_plain_loop(tmp_path: Path) -> None:
+    from insightface_lr.eval.identification import average_precision
+
+    # probe of id 1: gallery ranked [mate 0.9, other 0.8, mate 0.5, other 0.1] -> AP = (1/1 + 2/3) / 2
+    scores = np.array([[0.9, 0.8, 0.5, 0.1], [0.2, 0.2, 0.2, 0.9]])
+    gallery_labels = np.array([1, 2, 1, -1])
+    ap = average_precision(scores, np.array([1, 2]), gallery_labels)
+    assert ap[0] == pytest.approx((1 + 2 / 3) / 2)
+    assert ap[1] == pytest.approx(1 / 4)  # its one mate ties with two others and trails a distractor: 1 / 4
+    assert np.isnan(average_precision(scores[:1], np.array([7]), gallery_labels)[0])  # no mate: NaN
+    # a tree with several gallery images per identity, through the protocol, against the plain loop
+    rng = np.random.default_rng(4)
+    ids = [1, 2, 3, 4]
+    gallery = {f"{i}_{k}.jpg": (i, v) for (i, k), v in
+               zip([(i, k) for i in ids for k in (1, 2, 3)], random_vectors(rng, 12), strict=True)}
+    probes = {f"{i}_9.jpg": (i, v) for i, v in zip(ids, random_vectors(rng, 4), strict=True)}
+    distractors = {f"x_{k}.jpg": v for k, v in enumerate(random_vectors(rng, 10))}
+    root = make_tinyface(tmp_path / "data", probes, gallery, distractors)
+    base = root / "tinyface" / "Testing_Set"
+    g_vec = [file_vector(base / "Gallery_Match" / n) for n in gallery]
+    d_vec = [file_vector(base / "Gallery_Distractor" / n) for n in distractors]
+    g_lab = [i for i, _ in gallery.values()]
+    expected = [average_precision_loop(file_vector(base / "Probe" / n), label, g_vec + d_vec, g_lab + [-1] * 10)
+                for n, (label, _) in probes.items()]
+    expected_plain = [average_precision_loop(file_vector(base / "Probe" / n), label, g_vec, g_lab)
+                      for n, (label, _) in probes.items()]
+    metrics = _run(root, tmp_path)
+    assert metrics["mAP"] == pytest.approx(np.mean(expected))
+    assert metrics["mAP_no_distractors"] == pytest.approx(np.mean(expected_plain))
+    assert metrics["mAP"] <= metrics["mAP_no_distractors"]

@@ -1,0 +1,101 @@
+"""Low-resolution probes, made once per (set, size) and shared by every model and FaceBN mode of a sweep.
+
+The evaluation's degradation (:func:`insightface_lr.data.degrade.degrade_to_size`: antialiased bicubic
+``H -> size``, then bicubic up to the model input) cost as much as a small student's forward pass when it ran
+inside every cell (BENCHMARKS.md, section 3). Two changes make it a small part of the sweep:
+
+- **once**: :func:`lr_probes` degrades a set to a probe size as ``uint8`` ``[N, size, size, 3]``, what a camera
+  at that resolution would store; each cell only resizes these to its model's input (:func:`to_input_size`;
+  a shrink stays 8-bit, an enlargement becomes float);
+- **as two matrix products**: both resizes are linear and separable, ``Y = W X W^T`` per channel with a
+  ``[size, H]`` weight matrix. :func:`resampling_matrix` reads the weights off torch's own antialiased
+  interpolation (it resizes a basis), so the kernel is torch's, not a re-implementation: equal to
+  ``F.interpolate`` within float rounding (tests/eval/test_probes.py).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..data.pixels import denormalize, normalize, normalize_uint8, to_uint8, to_unit
+from ..errors import ConfigError
+
+KERNELS = ("bicubic", "bilinear")  # the separable kernels of data.degrade.resize
+CHUNK = 512  # faces degraded at once: bounds the float copy of a 112-px set to ~77 MB
+
+
+@lru_cache(maxsize=64)
+def resampling_matrix(source: int, size: int, kernel: str = "bicubic") -> Tensor:
+    """``[size, source]`` float32 weights of :func:`insightface_lr.data.degrade.resize` along one axis
+    (antialiased when shrinking, as there): row ``i`` holds output pixel ``i``'s weights."""
+    if kernel not in KERNELS:
+        raise ConfigError(f"resampling kernel: expected one of {KERNELS}, got {kernel!r}")
+    if source == size:
+        return torch.eye(size)
+    # source basis images along the width, 4 rows tall (kept at 4: a 1-pixel axis takes another code path)
+    basis = torch.eye(source, dtype=torch.float64).reshape(source, 1, 1, source).expand(source, 1, 4, source)
+    out = F.interpolate(basis.contiguous(), size=(4, size), mode=kernel, align_corners=False,
+                        antialias=size < source)
+    return out[:, 0, 0, :].T.float().contiguous()
+
+
+def resize_separable(unit: Tensor, size: int, kernel: str = "bicubic") -> Tensor:
+    """``data.degrade.resize`` of square float ``[N, C, S, S]`` unit pixels as ``W x W^T`` (bicubic clamped to
+    [0, 1], as there)."""
+    if unit.shape[-1] == size and unit.shape[-2] == size:
+        return unit
+    if unit.shape[-1] != unit.shape[-2]:
+        raise ConfigError(f"resize_separable: expected square faces, got {tuple(unit.shape[-2:])}")
+    weights = resampling_matrix(int(unit.shape[-1]), int(size), kernel).to(unit.device, unit.dtype)
+    out = weights @ unit.contiguous() @ weights.T  # one memory layout: the same rounding for every caller
+    return out.clamp(0.0, 1.0) if kernel == "bicubic" else out
+
+
+def lr_probes(images: np.ndarray, size: int) -> np.ndarray:
+    """``uint8 [N, H, W, 3]`` faces seen at ``size`` px: ``uint8 [N, size, size, 3]`` (the faces themselves when
+    ``size`` is their side)."""
+    if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+        raise ConfigError(f"lr_probes: expected uint8 faces [N, H, W, 3], got {images.dtype} {images.shape}")
+    if images.shape[1] == size and images.shape[2] == size:
+        return images
+    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    for start in range(0, len(images), CHUNK):  # chunks of faces, each one batched matrix product
+        x = to_unit(torch.from_numpy(np.ascontiguousarray(images[start:start + CHUNK])).permute(0, 3, 1, 2))
+        out[start:start + CHUNK] = to_uint8(resize_separable(x, size)).permute(0, 2, 3, 1).numpy()
+    return out
+
+
+def to_input_size(x: Tensor, input_size: int) -> Tensor:
+    """Normalised 8-bit probes ``[B, 3, s, s]`` (made from uint8 faces) resized (bicubic) to the model's
+    ``input_size``. Shrinking keeps them 8-bit, as any image library's resize of a uint8 image does, so a
+    112-px face shrunk to a 16-px input is exactly its 16-px probe (:func:`..lowres.probe_chain`)."""
+    side = x.shape[-1]
+    if side == input_size:  # contiguous as every resized batch is: the model's kernels, and rounding, then agree
+        return x.contiguous()
+    if input_size > side:  # up-sampling: the model takes floats
+        return normalize(resize_separable(denormalize(x), input_size))
+    faces = to_unit(to_uint8(denormalize(x)))  # the 8-bit values back exactly (x came from uint8)
+    return normalize_uint8(to_uint8(resize_separable(faces, input_size)))
+
+
+class ProbeSets:
+    """:func:`lr_probes` of one set at each size asked for, computed on first use and kept (a sweep keeps one
+    per ``.bin`` while that ``.bin`` is evaluated)."""
+
+    def __init__(self, images: np.ndarray) -> None:
+        self.images = images
+        self._by_size: dict[int, np.ndarray] = {}
+
+    def at(self, size: int) -> np.ndarray:
+        size = int(size)
+        if size not in self._by_size:
+            self._by_size[size] = lr_probes(self.images, size)
+        return self._by_size[size]
+
+
+__all__ = ["ProbeSets", "lr_probes", "resampling_matrix", "resize_separable", "to_input_size"]
