@@ -66,18 +66,19 @@ def old_path_sweep(model, images, issame, sizes, modes, batch_size: int) -> floa
 
 
 def component_times(model, images, sizes, cells: int, batch_size: int) -> dict[str, float]:
-    """The new path's work split in two, each timed alone: degradation (every size once, plus every cell's
-    resize to the model input: ``cells`` / len(sizes) cells per size) and the model forward of every cell."""
+    """The new path's work split in two, each timed alone: degradation (every size once, shrunk to the model
+    input when that is smaller, plus every cell's enlargement to the input when it is larger: ``cells`` /
+    len(sizes) cells per size) and the model forward of every cell."""
     import numpy as np
     import torch
 
     from insightface_lr.data.pixels import normalize_uint8
-    from insightface_lr.eval.probes import lr_probes, to_input_size
+    from insightface_lr.eval.probes import model_probes, to_input_size
 
     once, resize = 0.0, 0.0
     for size in sizes:
         t0 = time.perf_counter()
-        low = lr_probes(images, size)
+        low = model_probes(images, size, model.input_size)
         once += time.perf_counter() - t0
         batches = [normalize_uint8(torch.from_numpy(np.ascontiguousarray(low[i:i + batch_size])).permute(0, 3, 1, 2))
                    for i in range(0, len(low), batch_size)]

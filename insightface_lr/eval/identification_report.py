@@ -33,7 +33,7 @@ from .cell_cache import CellCache, array_digest, cell_key
 from .identification_sets import IdentificationSet, gallery_embeddings, load_identification_set, probe_cmc
 from .model_loading import EvalModel, load_eval_model
 from .probe_sizes import check_probe_sizes
-from .probes import lr_probes
+from .probes import model_probes
 from .report import SweepConfig, _model_info, _progress, facebn_model_fn, hardware_info
 
 RANKS = (1, 5, 20)
@@ -151,7 +151,7 @@ def identification_cell(model: EvalModel, faces: IdentificationSet, gallery: np.
     if mode != "off" and not model.supports_facebn:
         return {**record, "status": "n/a", "note": model.facebn_reason(), **dict.fromkeys(keys)}
     tic = time.perf_counter()
-    fn, low = model.fn, lr_probes(faces.probe_images, size)
+    fn, low = model.fn, model_probes(faces.probe_images, size, model.input_size)
     if mode != "off":  # the verification path's FaceBN, built afresh for this cell from the probe faces
         bn_cfg = SweepConfig(sizes=(size,), facebn_modes=("off", mode), batch_size=cfg.batch_size,
                              momentum=cfg.momentum, include_bn1d=cfg.include_bn1d)

@@ -106,7 +106,7 @@ def probe_cmc(model_fn: Callable[[torch.Tensor], torch.Tensor], faces: Identific
               size: int, input_size: int, ranks=(1, 5, 20), batch_size: int = 64,
               device: str | torch.device = "cpu", lr_faces: np.ndarray | None = None) -> dict[int, float]:
     """CMC of the probes seen at ``size`` px (embedded by ``model_fn``) against ``gallery`` embeddings;
-    ``lr_faces``: the probe faces already degraded to ``size`` (:func:`.probes.lr_probes`)."""
+    ``lr_faces``: the probe faces already degraded for this model (:func:`.probes.model_probes`)."""
     probes = embed_at_size(model_fn, faces.probe_images, size, input_size, batch_size, device,
                            probes=lr_faces).sum(0)
     return cmc(cosine_scores(probes, gallery), faces.probe_labels, faces.all_gallery_labels, ranks=ranks)

@@ -16,7 +16,7 @@ import torch
 from ..data.degrade import degrade_to_size
 from ..data.pixels import denormalize, normalize
 from ..errors import ConfigError
-from .probes import lr_probes, to_input_size
+from .probes import model_probes, to_input_size
 from .verification import VerificationResult, embed_pairs, verification_metrics
 
 PAIR_MODES = ("lr-lr", "hr-lr")
@@ -50,9 +50,9 @@ def embed_at_size(
     probes: np.ndarray | None = None,
 ) -> np.ndarray:
     """``[2, N, D]`` (original + flip) embeddings of uint8 ``[N,H,W,3]`` faces seen at ``size`` px: the faces
-    degraded once to uint8 ``size``-px probes (:func:`.probes.lr_probes`; ``probes`` if already made), then
-    resized per batch to the model input."""
-    low = lr_probes(images, size) if probes is None else probes
+    degraded once to uint8 ``size``-px probes and shrunk to the model input if smaller
+    (:func:`.probes.model_probes`; ``probes`` if already made), enlarged per batch if the input is larger."""
+    low = model_probes(images, size, input_size) if probes is None else probes
     # the mirrored view reuses each resized batch (resizing commutes with a horizontal flip)
     return embed_pairs(model_fn, low, batch_size=batch_size, flip=True, device=device, progress=progress,
                        preprocess=lambda x: to_input_size(x, input_size))
@@ -64,7 +64,7 @@ def lowres_verification(
     hr_embeddings: np.ndarray | None = None, probes: np.ndarray | None = None,
 ) -> VerificationResult:
     """InsightFace 10-fold verification with probes at ``size`` px (``mode`` in :data:`PAIR_MODES`);
-    ``probes``: :func:`.probes.lr_probes` of ``images`` at ``size`` when already made."""
+    ``probes``: :func:`.probes.model_probes` of ``images`` at ``size`` when already made."""
     if mode not in PAIR_MODES:
         raise ConfigError(f"pair mode: expected one of {PAIR_MODES}, got {mode!r}")
     low = embed_at_size(model_fn, images, size, input_size, batch_size, device, probes=probes)

@@ -70,6 +70,13 @@ def lr_probes(images: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
+def model_probes(images: np.ndarray, size: int, input_size: int) -> np.ndarray:
+    """uint8 probes at ``size`` px (:func:`lr_probes`) as a model of ``input_size`` takes them: shrunk to the input
+    (8-bit again) when it is smaller, else as they are (an enlargement is float, per batch: :func:`to_input_size`)."""
+    low = lr_probes(images, size)
+    return lr_probes(low, input_size) if input_size < low.shape[1] else low
+
+
 def to_input_size(x: Tensor, input_size: int) -> Tensor:
     """Normalised 8-bit probes ``[B, 3, s, s]`` (made from uint8 faces) resized (bicubic) to the model's
     ``input_size``. Shrinking keeps them 8-bit, as any image library's resize of a uint8 image does, so a
@@ -84,18 +91,22 @@ def to_input_size(x: Tensor, input_size: int) -> Tensor:
 
 
 class ProbeSets:
-    """:func:`lr_probes` of one set at each size asked for, computed on first use and kept (a sweep keeps one
-    per ``.bin`` while that ``.bin`` is evaluated)."""
+    """:func:`model_probes` of one set for each (probe size, model input) asked for, computed on first use and
+    kept (a sweep keeps one per ``.bin`` while that ``.bin`` is evaluated): every model and FaceBN mode of the
+    sweep reads the same degraded faces, and a cell only normalises (or enlarges) them."""
 
     def __init__(self, images: np.ndarray) -> None:
         self.images = images
-        self._by_size: dict[int, np.ndarray] = {}
+        self._by_size: dict[tuple[int, int], np.ndarray] = {}
 
-    def at(self, size: int) -> np.ndarray:
+    def at(self, size: int, input_size: int | None = None) -> np.ndarray:
+        """The probes at ``size`` px, shrunk to ``input_size`` when that is smaller."""
         size = int(size)
-        if size not in self._by_size:
-            self._by_size[size] = lr_probes(self.images, size)
-        return self._by_size[size]
+        target = size if input_size is None else min(int(input_size), size)
+        if (size, target) not in self._by_size:  # a shrink starts from the kept probes, not from the faces again
+            source = self.at(size) if target < size else self.images
+            self._by_size[(size, target)] = lr_probes(source, target)
+        return self._by_size[(size, target)]
 
 
-__all__ = ["ProbeSets", "lr_probes", "resampling_matrix", "resize_separable", "to_input_size"]
+__all__ = ["ProbeSets", "lr_probes", "model_probes", "resampling_matrix", "resize_separable", "to_input_size"]

@@ -34,7 +34,7 @@ from .facebn_modes import FACEBN_MODES, facebn_for_mode, facebn_spec
 from .lowres import PAIR_MODES, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model
 from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
-from .probes import ProbeSets, lr_probes, to_input_size
+from .probes import ProbeSets, model_probes, to_input_size
 from .verification import ROC_THRESHOLDS
 
 DEFAULT_SIZES = (112, 32, 24, 20, 16, 12, 8)
@@ -153,7 +153,7 @@ def _sweep_one(model: EvalModel, bin_name: str, probes: ProbeSets, issame: np.nd
                 cached = cache.get(fields) if fields else None
                 if cached is None:
                     cached = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, gallery(),
-                                           probes.at(size))
+                                           probes.at(size, model.input_size))
                     if fields:
                         cache.put(fields, cached)
                 done[(chain, mode)] = {**cached, "model": model.name, "bin": bin_name}
@@ -166,13 +166,13 @@ def evaluate_cell(model: EvalModel, bin_name: str, images: np.ndarray, issame: n
                   cfg: SweepConfig, device: torch.device, hr_embeddings: np.ndarray | None = None,
                   probes: np.ndarray | None = None) -> dict[str, Any]:
     """One record: :func:`lowres_verification` of ``model`` (wrapped by FaceBN ``mode`` unless "off");
-    ``probes``: ``images`` already degraded to ``size`` (:func:`.probes.lr_probes`)."""
+    ``probes``: ``images`` already degraded to ``size`` for this model (:func:`.probes.model_probes`)."""
     record: dict[str, Any] = {"model": model.name, "bin": bin_name, "size": int(size), "facebn": mode,
                               "pair_mode": cfg.pair_mode}
     if mode != "off" and not model.supports_facebn:
         return {**record, "status": "n/a", "note": model.facebn_reason(), **dict.fromkeys(METRICS)}
     tic = time.perf_counter()
-    low = lr_probes(images, size) if probes is None else probes
+    low = model_probes(images, size, model.input_size) if probes is None else probes
     fn = model.fn if mode == "off" else facebn_model_fn(model, mode, low, model.input_size, cfg, device)
     result = lowres_verification(fn, images, issame, size, model.input_size, cfg.pair_mode, cfg.batch_size,
                                  device, hr_embeddings=hr_embeddings, probes=low)

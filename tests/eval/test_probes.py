@@ -78,3 +78,16 @@ def test_probe_sets_degrade_each_size_once(monkeypatch):
     sets = ProbeSets(np.zeros((3, 112, 112, 3), dtype=np.uint8))
     assert sets.at(16) is sets.at(16) and sets.at(8).shape == (3, 8, 8, 3)
     assert calls == [16, 8]
+
+
+def test_probes_shrunk_to_a_smaller_model_input_are_kept_and_chain_exactly():
+    from insightface_lr.eval.probes import model_probes
+
+    images = np.random.default_rng(2).integers(0, 256, size=(9, 112, 112, 3), dtype=np.uint8)
+    sets = ProbeSets(images)
+    # a 112-px probe of a 16-px model is exactly its 16-px probe; a 32-px one is the 32-px probe shrunk again
+    assert np.array_equal(sets.at(112, 16), sets.at(16))
+    assert np.array_equal(sets.at(112, 16), model_probes(images, 112, 16))
+    assert np.array_equal(sets.at(32, 16), lr_probes(lr_probes(images, 32), 16))
+    assert sets.at(32, 16) is sets.at(32, 16)  # made once
+    assert sets.at(16, 112) is sets.at(16)  # a larger input: enlarged per batch in float, not stored
