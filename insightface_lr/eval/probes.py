@@ -59,15 +59,33 @@ def resize_separable(unit: Tensor, size: int, kernel: str = "bicubic") -> Tensor
 def lr_probes(images: np.ndarray, size: int) -> np.ndarray:
     """``uint8 [N, H, W, 3]`` faces seen at ``size`` px: ``uint8 [N, size, size, 3]`` (the faces themselves when
     ``size`` is their side)."""
+    return lr_probes_at(images, (size,))[int(size)]
+
+
+def lr_probes_at(images: np.ndarray, sizes: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """:func:`lr_probes` at several sizes in one pass over the faces: each chunk is converted to float once (on
+    this box the conversion costs as much as a size's matrix products) and resized to every size."""
     if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
         raise ConfigError(f"lr_probes: expected uint8 faces [N, H, W, 3], got {images.dtype} {images.shape}")
-    if images.shape[1] == size and images.shape[2] == size:
-        return images
-    out = np.empty((len(images), size, size, 3), dtype=np.uint8)
-    for start in range(0, len(images), CHUNK):  # chunks of faces, each one batched matrix product
-        x = to_unit(torch.from_numpy(np.ascontiguousarray(images[start:start + CHUNK])).permute(0, 3, 1, 2))
-        out[start:start + CHUNK] = to_uint8(resize_separable(x, size)).permute(0, 2, 3, 1).numpy()
+    out = {int(s): images for s in sizes if images.shape[1] == s and images.shape[2] == s}
+    todo = [int(s) for s in dict.fromkeys(sizes) if int(s) not in out]
+    out |= {s: np.empty((len(images), s, s, 3), dtype=np.uint8) for s in todo}
+    for start in range(0, len(images) if todo else 0, CHUNK):  # chunks of faces: batched matrix products
+        x = to_unit(torch.from_numpy(np.ascontiguousarray(images[start:start + CHUNK])))
+        for s in todo:
+            out[s][start:start + CHUNK] = to_uint8(_resize_nhwc(x, s)).numpy()
     return out
+
+
+def _resize_nhwc(unit: Tensor, size: int) -> Tensor:
+    """:func:`resize_separable` (bicubic) of channels-last ``[N, S, S, C]`` pixels, kept channels-last: both
+    products contract a middle axis of a contiguous tensor, so no transposed copy is made (a copy to channels-
+    first and back cost 5x the products)."""
+    n, side, _, channels = unit.shape
+    weights = resampling_matrix(int(side), int(size)).to(unit.device, unit.dtype)
+    rows = weights @ unit.reshape(n, side, side * channels)  # [N, size, S*C]: along the height
+    cols = weights @ rows.reshape(n * size, side, channels)  # [N*size, size, C]: along the width
+    return cols.reshape(n, size, size, channels).clamp(0.0, 1.0)
 
 
 def model_probes(images: np.ndarray, size: int, input_size: int) -> np.ndarray:
@@ -99,6 +117,12 @@ class ProbeSets:
         self.images = images
         self._by_size: dict[tuple[int, int], np.ndarray] = {}
 
+    def prepare(self, sizes: tuple[int, ...]) -> None:
+        """Make the probes of every size in ``sizes`` in one pass over the faces (:func:`lr_probes_at`)."""
+        missing = tuple(int(s) for s in sizes if (int(s), int(s)) not in self._by_size)
+        for size, probes in (lr_probes_at(self.images, missing) if missing else {}).items():
+            self._by_size[(size, size)] = probes
+
     def at(self, size: int, input_size: int | None = None) -> np.ndarray:
         """The probes at ``size`` px, shrunk to ``input_size`` when that is smaller."""
         size = int(size)
@@ -109,4 +133,5 @@ class ProbeSets:
         return self._by_size[(size, target)]
 
 
-__all__ = ["ProbeSets", "lr_probes", "model_probes", "resampling_matrix", "resize_separable", "to_input_size"]
+__all__ = ["ProbeSets", "lr_probes", "lr_probes_at", "model_probes", "resampling_matrix", "resize_separable",
+           "to_input_size"]

@@ -113,6 +113,7 @@ def run_sweep(
             bin_info[bin_name] = {"path": str(path), "pairs": int(issame.size), "positives": int(issame.sum())}
             faces = array_digest(images, issame) if cache is not None else None
             probes = ProbeSets(images)  # degraded once per size, for every model and FaceBN mode
+            probes.prepare(cfg.sizes)
             for model in loaded:
                 key = cell_key("verification", model, faces, cfg)
                 records += _sweep_one(model, bin_name, probes, issame, cfg, dev, bar, cache if key else None, key)

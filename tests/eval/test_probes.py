@@ -91,3 +91,17 @@ def test_probes_shrunk_to_a_smaller_model_input_are_kept_and_chain_exactly():
     assert np.array_equal(sets.at(32, 16), lr_probes(lr_probes(images, 32), 16))
     assert sets.at(32, 16) is sets.at(32, 16)  # made once
     assert sets.at(16, 112) is sets.at(16)  # a larger input: enlarged per batch in float, not stored
+
+
+def test_all_sizes_in_one_pass_equal_one_size_at_a_time(monkeypatch):
+    from insightface_lr.eval.probes import lr_probes_at
+
+    images = np.random.default_rng(3).integers(0, 256, size=(11, 112, 112, 3), dtype=np.uint8)
+    together = lr_probes_at(images, (16, 8, 112, 24))
+    assert together[112] is images
+    for size in (16, 8, 24):
+        assert np.array_equal(together[size], lr_probes(images, size))
+    sets = ProbeSets(images)
+    sets.prepare((16, 8))
+    monkeypatch.setattr(probes_module, "lr_probes", lambda *a: pytest.fail("prepared sizes are not made again"))
+    assert np.array_equal(sets.at(16), together[16]) and np.array_equal(sets.at(8), together[8])
