@@ -65,35 +65,40 @@ def old_path_sweep(model, images, issame, sizes, modes, batch_size: int) -> floa
     return time.perf_counter() - t0
 
 
-def component_times(model, images, sizes, cells: int, batch_size: int) -> dict[str, float]:
-    """The new path's work split in two, each timed alone: degradation (every size once, shrunk to the model
-    input when that is smaller, plus every cell's enlargement to the input when it is larger: ``cells`` /
-    len(sizes) cells per size) and the model forward of every cell."""
+def component_times(model, images, sizes, modes, batch_size: int) -> dict[str, float]:
+    """The new path's work split in two, each timed alone as the sweep does it: degradation (every size in one
+    pass, :meth:`ProbeSets.prepare`, then the shrink to a smaller model input, and each cell's enlargement to a
+    larger one) and the model forward of every cell (FaceBN cells run the BN-layer network, off cells the
+    inference path)."""
     import numpy as np
     import torch
 
     from insightface_lr.data.pixels import normalize_uint8
-    from insightface_lr.eval.probes import model_probes, to_input_size
+    from insightface_lr.eval.lowres import probe_chain
+    from insightface_lr.eval.probes import ProbeSets, to_input_size
+    from insightface_lr.eval.report import facebn_fn
 
-    once, resize = 0.0, 0.0
-    for size in sizes:
-        t0 = time.perf_counter()
-        low = model_probes(images, size, model.input_size)
-        once += time.perf_counter() - t0
-        batches = [normalize_uint8(torch.from_numpy(np.ascontiguousarray(low[i:i + batch_size])).permute(0, 3, 1, 2))
-                   for i in range(0, len(low), batch_size)]
-        t0 = time.perf_counter()
-        for x in batches:
-            to_input_size(x, model.input_size)
-        resize += (time.perf_counter() - t0) * cells / len(sizes)
-    ready = torch.zeros(batch_size, 3, model.input_size, model.input_size)
+    t0 = time.perf_counter()
+    probes = ProbeSets(images)
+    probes.prepare(tuple(sizes))
+    ready = [probes.at(size, model.input_size) for size in sizes]
+    once = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for low in ready:  # per cell: only an enlargement costs anything (a 16-px model: nothing)
+        for i in range(0, len(low), batch_size):
+            to_input_size(normalize_uint8(torch.from_numpy(np.ascontiguousarray(low[i:i + batch_size]))
+                                          .permute(0, 3, 1, 2)), model.input_size)
+    resize = (time.perf_counter() - t0) * len(modes)
+    x = torch.zeros(batch_size, 3, model.input_size, model.input_size)
 
-    def model_all() -> None:
+    def forward_all(fn) -> None:
         with torch.inference_mode():
             for _ in range(2 * -(-len(images) // batch_size)):  # every batch and its mirror
-                model.fn(ready)
+                fn(x)
 
-    model_s = measure(model_all, repeats=1, warmup=1).median * cells
+    computed = len({probe_chain(images.shape[1], size, model.input_size) for size in sizes})  # the sweep reuses equal
+    model_s = sum(measure(lambda m=m: forward_all(model.fn if m == "off" else facebn_fn(model, m)),  # inputs' cells
+                          repeats=1, warmup=0).median for m in modes) * computed
     return {"degrade_once_s": once, "resize_s": resize, "degrade_s": once + resize, "model_s": model_s}
 
 
@@ -115,7 +120,7 @@ def run(args) -> dict[str, Any]:
     cells = [{"size": r["size"], "facebn": r["facebn"], "seconds": r["seconds"],
               "embeddings_per_s": 2 * len(images) / r["seconds"] if r["seconds"] else None,
               "accuracy": r["accuracy_mean"]} for r in sweep["records"]]
-    parts = component_times(model, images, sizes, len(cells), args.batch_size)
+    parts = component_times(model, images, sizes, modes, args.batch_size)
     return {"bin": str(path), "images": len(images), "pairs": int(issame.size), "generated_s": generated_s,
             "decode_s": decode.median, "decode_images_per_s": len(images) / decode.median,
             "sweep_total_s": total, "old_path_total_s": old_total, "old_to_new": old_total / total,
