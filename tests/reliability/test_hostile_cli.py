@@ -168,10 +168,15 @@ def test_interrupted_training_says_how_to_continue(sig, tiny_data, train_args, c
 
 
 def test_interrupted_eval_keeps_its_finished_cells(tiny_data, student16, cli_env, tmp_path) -> None:
+    from insightface_lr.data.synthetic import write_synthetic_dataset
+
     out = tmp_path / "rep"
-    sizes = ",".join(str(s) for s in range(8, 100))  # thousands of cells: far more work than the interrupt waits
-    bins = ",".join([str(tiny_data / "test.bin")] * 8)  # (probes are made once per set and size, so cells are fast)
-    argv = ["eval", "--model", str(student16), "--bins", bins, "--sizes", sizes, "--facebn", "batch,online,calibrate",
+    # a set large enough that every cell takes a while (cells are fast now that probes are made once, and the
+    # cell cache would answer copies of one set): minutes of work, interrupted after the first two cells
+    big = write_synthetic_dataset(tmp_path / "big", train_ids=2, test_ids=30, images_per_identity=10, pairs=600,
+                                  seed=7).test_bin
+    sizes = ",".join(str(s) for s in range(8, 64))
+    argv = ["eval", "--model", str(student16), "--bins", str(big), "--sizes", sizes, "--facebn", "batch,online",
             "--out", str(out), "--quiet", "--no-plots", "--device", "cpu"]
     process = subprocess.Popen([str(SCRIPT), *argv], env=cli_env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
