@@ -44,6 +44,15 @@ HAND_GALLERY = {"1_1.jpg": (1, [1, 0, 0]), "2_1.jpg": (2, [0, 1, 0]), "3_1.jpg":
 HAND_DISTRACTORS = {"d_1.jpg": [0, 0.35, 1], "d_2.jpg": [-1, -1, -1]}
 
 
+def written_tree(tmp_path: Path, probes: dict, gallery: dict, distractors: dict):
+    """The tree on disk, and the gallery/distractor vectors as written (JPEG-rounded) with the gallery labels."""
+    root = make_tinyface(tmp_path / "data", probes, gallery, distractors)
+    base = root / "tinyface" / "Testing_Set"
+    g_vec = [file_vector(base / "Gallery_Match" / n) for n in gallery]
+    d_vec = [file_vector(base / "Gallery_Distractor" / n) for n in distractors]
+    return root, base, g_vec, d_vec, [i for i, _ in gallery.values()]
+
+
 def _run(root: Path, tmp_path: Path, workers: int = 0) -> dict:
     results = run_protocol({"stub": stub_model()}, "tinyface", root, tmp_path / "cache",
                            ProtocolConfig(batch_size=2, workers=workers))
@@ -69,11 +78,7 @@ def test_random_tree_equals_plain_loop(tmp_path: Path) -> None:
     probes = {f"{i}_{k}.jpg": (i, v) for (i, k), v in
               zip([(i, k) for i in ids for k in (2, 3)], random_vectors(rng, 12), strict=True)}
     distractors = {f"x_{k}.jpg": v for k, v in enumerate(random_vectors(rng, 30))}
-    root = make_tinyface(tmp_path / "data", probes, gallery, distractors)
-    base = root / "tinyface" / "Testing_Set"
-    g_vec = [file_vector(base / "Gallery_Match" / n) for n in gallery]
-    d_vec = [file_vector(base / "Gallery_Distractor" / n) for n in distractors]
-    g_lab = [i for i, _ in gallery.values()]
+    root, base, g_vec, d_vec, g_lab = written_tree(tmp_path, probes, gallery, distractors)
     with_d, without = [], []
     for name, (label, _) in probes.items():
         p = file_vector(base / "Probe" / name)
@@ -132,11 +137,7 @@ def test_map_hand_checked_and_against_a_plain_loop(tmp_path: Path) -> None:
                zip([(i, k) for i in ids for k in (1, 2, 3)], random_vectors(rng, 12), strict=True)}
     probes = {f"{i}_9.jpg": (i, v) for i, v in zip(ids, random_vectors(rng, 4), strict=True)}
     distractors = {f"x_{k}.jpg": v for k, v in enumerate(random_vectors(rng, 10))}
-    root = make_tinyface(tmp_path / "data", probes, gallery, distractors)
-    base = root / "tinyface" / "Testing_Set"
-    g_vec = [file_vector(base / "Gallery_Match" / n) for n in gallery]
-    d_vec = [file_vector(base / "Gallery_Distractor" / n) for n in distractors]
-    g_lab = [i for i, _ in gallery.values()]
+    root, base, g_vec, d_vec, g_lab = written_tree(tmp_path, probes, gallery, distractors)
     expected = [average_precision_loop(file_vector(base / "Probe" / n), label, g_vec + d_vec, g_lab + [-1] * 10)
                 for n, (label, _) in probes.items()]
     expected_plain = [average_precision_loop(file_vector(base / "Probe" / n), label, g_vec, g_lab)
