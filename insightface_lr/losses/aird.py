@@ -3,13 +3,12 @@
 Shi, Guo, Ge, "Low-Resolution Face Recognition via Adaptable Instance-Relation Distillation",
 arXiv 2409.02049. The forms are the project's reading (see METHODS.md):
 
-- instance: ``lambda_f * mean_i(1 - cos(f_s_i, f_t_i))``, the embedding of each LR face pulled to its
-  own HR face's teacher embedding. An optional prediction part
-  ``lambda_p * tau^2 * KL(softmax(z_t/tau) || softmax(z_s/tau))`` on the cosine logits
-  ``z = s * f^ @ W^_t.T`` of the teacher classifier is OFF by default (``lambda_p = 0``): no source for
-  AIRD supports a Hinton-KD term inside the instance loss, and with it on (``lambda_p = 1``, tau = 4)
-  it carried ~20x the gradient of the other terms, making ``aird`` the ``kd`` baseline plus small
-  regularisers. ``--distill aird+kd`` composes the two when wanted;
+- instance: ``lambda_f * mean_i(1 - cos(f_s_i, f_t_i)) + lambda_p * tau^2 * KL(softmax(z_t/tau) ||
+  softmax(z_s/tau))``: the embedding of each LR face pulled to its own HR face's teacher embedding, and its
+  prediction to the teacher's, on the cosine logits ``z = s * f^ @ W^_t.T`` of the teacher head C_t (for a
+  recogniser without its head, the teacher's class centres on the training identities, as ``kd`` uses them).
+  Both parts are on by default: the seed's overview figure (Figure 2) defines the features f_t, f_s *and*
+  the predictions p_t, p_s of the instance level. Without centres the prediction part is 0;
 - relation: ``r_t(i,j) = softmax_j(f^_t_i . f^_t_j / tau_r)``,
   ``r_ts(i,j) = softmax_j(f^_s_i . f^_t_j / tau_r)``,
   ``L = mean_i KL(r_t(i,.) || r_ts(i,.))``; the cross relation keeps the (i, i) positive pair.
@@ -121,7 +120,7 @@ class AIRDConfig:
     alpha: float = 1.0  # weight of the instance level
     beta: float = 1.0  # weight of the relation level
     lambda_f: float = 1.0  # embedding cosine part of the instance level
-    lambda_p: float = 0.0  # prediction KL part (needs teacher_centres); off: that is the kd term
+    lambda_p: float = 1.0  # prediction KL part (reads the teacher centres); 0 drops it
     tau: float = 4.0  # KD temperature of the prediction part
     tau_r: float = 0.1  # relation softmax temperature
     scale: float = 64.0  # s of the cosine logits z = s * f^ W^_t.T

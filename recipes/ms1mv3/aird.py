@@ -7,5 +7,5 @@ config.network = "mbf"
 config.student_input_size = 112
 config.distill = "aird"
 # METHODS.md defaults, written out so they are easy to change
-config.loss = {"aird": {"alpha": 1.0, "beta": 1.0, "lambda_f": 1.0, "lambda_p": 0.0, "tau": 4.0, "tau_r": 0.1}}
+config.loss = {"aird": {"alpha": 1.0, "beta": 1.0, "lambda_f": 1.0, "lambda_p": 1.0, "tau": 4.0, "tau_r": 0.1}}
 config.facebn = "batch"

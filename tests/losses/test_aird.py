@@ -222,15 +222,22 @@ def test_config_errors() -> None:
         )
 
 
-def test_default_aird_is_embedding_plus_relation_without_prediction(sample) -> None:
-    """The default AIRD has no prediction (KD) term even when teacher centres are given: its loss is the
-    instance embedding cosine + the relation KL, computed here by hand in numpy."""
+def test_default_aird_is_feature_plus_prediction_plus_relation(sample) -> None:
+    """The default AIRD is the seed's Figure 2: instance level = embedding cosine + prediction KL (tau = 4 on
+    s = 64 cosine logits of the teacher centres), relation level = KL(r_t || r_ts) at tau_r = 0.1, all weights 1;
+    computed here by hand in numpy, without the package's helpers."""
     term = AIRDLoss(DistillDims(3, 3, 5)).double()
-    assert not term.uses_teacher_centres and AIRDLoss(DistillDims(3, 3, 5), lambda_p=0.5).uses_teacher_centres
+    assert term.uses_teacher_centres and not AIRDLoss(DistillDims(3, 3, 5), lambda_p=0.0).uses_teacher_centres
     inputs = DistillInputs(t64(sample["fs"]), t64(sample["ft"]), torch.tensor(sample["labels"]),
                            teacher_centres=t64(sample["w"]))
     out = term(inputs)
-    cos = np.sum(np_unit(sample["fs"]) * np_unit(sample["ft"]), axis=1)
-    by_hand = float(np.mean(1 - cos)) + np_relation(sample["fs"], sample["ft"], 0.1)
-    assert out["instance_pred"].item() == 0.0
-    assert out["loss"].item() == pytest.approx(by_hand, rel=1e-9)
+    fs, ft, w = np_unit(sample["fs"]), np_unit(sample["ft"]), np_unit(sample["w"])
+    feature = float(np.mean(1 - np.sum(fs * ft, axis=1)))
+    p_t, p_s = np_softmax(64.0 * ft @ w.T / 4.0), np_softmax(64.0 * fs @ w.T / 4.0)
+    prediction = 16.0 * float(np.mean(np.sum(p_t * np.log(p_t / p_s), axis=1)))
+    r_t, r_ts = np_softmax(ft @ ft.T / 0.1), np_softmax(fs @ ft.T / 0.1)
+    relation = float(np.mean(np.sum(r_t * np.log(r_t / r_ts), axis=1)))
+    assert prediction > 0.01 and out["instance_pred"].item() == pytest.approx(prediction, rel=1e-9)
+    assert out["instance_feat"].item() == pytest.approx(feature, rel=1e-9)
+    assert out["relation"].item() == pytest.approx(relation, rel=1e-9)
+    assert out["loss"].item() == pytest.approx(feature + prediction + relation, rel=1e-9)

@@ -100,8 +100,8 @@ def test_config_reaches_terms_and_is_validated() -> None:
 
 def test_requires_teacher_centres() -> None:
     assert not build_distiller("aird+rkd", DIMS).requires_teacher_centres
-    assert not build_distiller("aird+rkd", DIMS).uses_teacher_centres  # default aird: no prediction term
-    assert build_distiller("aird+rkd", DIMS, {"aird": {"lambda_p": 1.0}}).uses_teacher_centres
+    assert build_distiller("aird+rkd", DIMS).uses_teacher_centres  # default aird: its prediction term reads them
+    assert not build_distiller("aird+rkd", DIMS, {"aird": {"lambda_p": 0.0}}).uses_teacher_centres
     assert build_distiller("aird+ccface", DIMS).requires_teacher_centres
     assert build_distiller("kd", DIMS).requires_teacher_centres
 
