@@ -21,8 +21,12 @@ EXAMPLE = ("insightface-lr train recipes/ms1mv3/aird.py --rec /data/ms1m-retinaf
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", nargs="?", help="arcface_torch-style config file (.py); defaults if omitted")
     parser.add_argument("--distill", help="distillation spec, e.g. aird, kd, aird+ccface, none")
-    parser.add_argument("--teacher", help="teacher: arcface_torch backbone.pth, our .pt, or insightface .onnx")
+    parser.add_argument("--teacher", help="teacher: arcface_torch backbone.pth, our .pt, insightface .onnx, or an "
+                        "MXNet model-zoo checkpoint (prefix, either file or their folder)")
     parser.add_argument("--teacher-network", help="teacher backbone name (inferred from its keys if omitted)")
+    parser.add_argument("--student-init", help="'teacher': the student is a trainable copy of the teacher (its "
+                        "network, input and embedding size; fine-tuning a pretrained model), or a model file to "
+                        "start from")
     parser.add_argument("--lr-size", type=int_list_argument, help="LR training size(s), e.g. 16 or 12,16")
     parser.add_argument("--network", help="student backbone (r18, r50, mbf, bridge_student, ...)")
     parser.add_argument("--student-input-size", type=int, help="student's native input size (e.g. 16)")
@@ -50,7 +54,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # flag (argparse dest) -> the config field it overrides
 FLAG_FIELDS = {
-    "distill": "distill", "teacher": "teacher", "teacher_network": "teacher_network", "lr_size": "lr_sizes",
+    "distill": "distill", "teacher": "teacher", "teacher_network": "teacher_network", "student_init": "student_init",
+    "lr_size": "lr_sizes",
     "network": "network", "student_input_size": "student_input_size", "rec": "rec", "output": "output",
     "batch_size": "batch_size", "lr": "lr", "num_epoch": "num_epoch", "max_steps": "max_steps", "device": "device",
     "resume": "resume", "overwrite": "overwrite",

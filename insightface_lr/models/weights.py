@@ -133,6 +133,8 @@ def build_from_state_dict(
     build_kwargs.update(kwargs or {})
     model = get_backbone(network, **build_kwargs)
     load_strict(model, state_dict, source=f"{source} ({network})")
+    if not isinstance(getattr(model, "network", None), str):
+        model.network = network  # its registered name: a student started from it is saved under that name
     return model.eval()
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from ..losses.distiller import Distiller
 from ..losses.partial_fc import ShardedMarginClassifier
 from .config import TrainConfig
@@ -24,9 +25,11 @@ from .parts import (
     build_student,
     build_teacher,
     init_centres,
+    init_head_from_centres,
     wrap_student,
 )
 from .step import DistillStep
+from .student_init import StudentInit, load_student_init
 from .teacher_outputs import prepare_teacher_outputs
 
 
@@ -40,18 +43,29 @@ class RunParts:
     classifier: ShardedMarginClassifier
     distiller: Distiller
     step: DistillStep
+    cfg: TrainConfig  # the config as run: network and sizes of the pretrained start when there is one
+    start: StudentInit | None = None
 
 
 def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, progress: bool) -> RunParts:
     """Data, student, classifier, teacher and distiller, composed into the step's forward pass."""
+    teacher = build_teacher(cfg, device)
+    start = load_student_init(cfg, teacher, device)  # a pretrained network to fine-tune (None: a new one)
+    cfg = start.resolve(cfg) if start is not None else cfg
     torch.manual_seed(cfg.seed)  # identical student init on every rank
     dataset, num_classes = build_dataset(cfg)
-    student = build_student(cfg).to(device)
+    student = (start.module if start is not None else build_student(cfg)).to(device)
     classifier = build_classifier(cfg, num_classes, ctx).to(device)
     init_centres(classifier, cfg.seed)
-    teacher = build_teacher(cfg, device)
+    head_centres = cfg.head_init == "teacher_centres" or (cfg.head_init == "auto" and start is not None)
+    if head_centres and teacher is None:
+        raise ConfigError("field `head_init`: teacher_centres needs field `teacher` (the centres are its embeddings)")
     distiller = build_run_distiller(cfg, teacher, num_classes).to(device)
-    outputs = prepare_teacher_outputs(cfg, ctx, dataset, num_classes, teacher, distiller, progress)
-    step = DistillStep(wrap_student(student, ctx), student, classifier, distiller, outputs, build_degrade(cfg), ctx,
-                       cfg.seed, cfg.margin_weight, amp=device.type == "cuda" and cfg.fp16)
-    return RunParts(IndexedDataset(dataset), num_classes, student, classifier, distiller, step)
+    outputs = prepare_teacher_outputs(cfg, ctx, dataset, num_classes, teacher, distiller, progress, head_centres)
+    if head_centres:
+        init_head_from_centres(classifier, outputs.centres)
+    step = DistillStep(wrap_student(student, ctx, cfg.channels_last), student, classifier, distiller, outputs,
+                       build_degrade(cfg), ctx,
+                       cfg.seed, cfg.margin_weight, amp=device.type == "cuda" and cfg.fp16,
+                       channels_last=cfg.channels_last)
+    return RunParts(IndexedDataset(dataset), num_classes, student, classifier, distiller, step, cfg, start)

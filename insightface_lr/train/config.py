@@ -72,6 +72,11 @@ class TrainConfig:
     teacher: str | None = None                 # backbone.pth / checkpoint / .onnx of the HR teacher
     teacher_network: str | None = None         # None: inferred from the checkpoint keys
     student_input_size: int = 112              # native input of the student (16 for a 16-px student)
+    # "" (a new network), "teacher" (a trainable copy of the teacher: its network, input and embedding size) or
+    # a weights path (any model load_teacher reads); see train/student_init.py
+    student_init: str = ""
+    channels_last: bool = True                 # train in channels-last layout (faster on CPU and CUDA: train.parts)
+    head_init: str = "auto"                    # "auto", "random" or "teacher_centres" (auto: centres with student_init)
     lr_sizes: tuple[int, ...] = (16,)          # training resolutions of the LR view (sampled per batch)
     degrade: Mapping[str, Any] = field(default_factory=dict)   # DegradeConfig fields
     # per-term config, e.g. {"aird": {"beta": 2.0}} (also read from `loss`, its earlier name)
@@ -133,6 +138,8 @@ def _check_values(cfg: TrainConfig) -> None:
     for size in cfg.lr_sizes + cfg.val_sizes:
         if not 4 <= size <= 112:
             raise ConfigError(f"field `lr_sizes`/`val_sizes`: LR size {size} must be in 4..112 (HR input)")
+    if cfg.head_init not in ("auto", "random", "teacher_centres"):
+        raise ConfigError(f"field `head_init`: expected 'auto', 'random' or 'teacher_centres', got {cfg.head_init!r}")
     if cfg.teacher_cache_dtype not in ("float16", "float32"):
         raise ConfigError(f"field `teacher_cache_dtype`: expected 'float16' or 'float32', "
                           f"got {cfg.teacher_cache_dtype!r}")

@@ -122,9 +122,11 @@ def init_centres(classifier: ShardedMarginClassifier, seed: int) -> None:
         classifier.weight.copy_(full[start:start + classifier.num_local])
 
 
-def wrap_student(student: nn.Module, ctx: DistContext) -> nn.Module:
-    """The student as trained: channels-last on CUDA, DDP-wrapped under ``torchrun`` (the student only)."""
-    if ctx.device.type == "cuda":
+def wrap_student(student: nn.Module, ctx: DistContext, channels_last: bool = True) -> nn.Module:
+    """The student as trained: channels-last (field ``channels_last``; measured on a 2-core CPU by
+    ``benchmarks/train_layout.py``: MobileFaceNet x1.7, the 16-px bridge student x3.4, IResNet-18 x1.05 per
+    training step, and the usual choice on CUDA), DDP-wrapped under ``torchrun`` (the student only)."""
+    if channels_last:
         student.to(memory_format=torch.channels_last)
     if not ctx.distributed:
         return student
@@ -147,15 +149,33 @@ def build_verification(cfg: TrainConfig) -> VerificationCallback:
 
 
 def build_teacher(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
-    if cfg.distill.strip() in ("", "none"):
+    """The frozen teacher: for distillation, and for ``student_init = "teacher"`` (the student copies it)."""
+    if cfg.distill.strip() in ("", "none") and cfg.student_init.strip() != "teacher":
         return None
     if not cfg.teacher:
-        raise ConfigError(f"field `teacher`: --distill {cfg.distill} needs a teacher (.pth, .pt or .onnx)")
-    if not Path(cfg.teacher).is_file():
+        needs = f"--distill {cfg.distill}" if cfg.distill.strip() not in ("", "none") else "--student-init teacher"
+        raise ConfigError(f"field `teacher`: {needs} needs a teacher (.pth, .pt, .onnx or an MXNet checkpoint)")
+    if not Path(cfg.teacher).exists() and not _is_mxnet_prefix(cfg.teacher):
         raise ConfigError(f"field `teacher`: {cfg.teacher} does not exist")
     from ..models.teacher import load_teacher
 
     return load_teacher(cfg.teacher, network=cfg.teacher_network, device=device)
+
+
+def _is_mxnet_prefix(path: str) -> bool:
+    """``.../model`` naming ``model-symbol.json`` beside it (an MXNet checkpoint prefix)."""
+    return Path(f"{path}-symbol.json").is_file()
+
+
+def init_head_from_centres(classifier: ShardedMarginClassifier, centres: Tensor) -> None:
+    """This rank's rows of the class centres ``[C, D]`` (the teacher's normalised mean embeddings) as the margin
+    head's weights, so that fine-tuning a pretrained network starts from a head that already classifies."""
+    if centres.shape != (classifier.num_classes, classifier.embedding_size):
+        raise ConfigError(f"field `head_init`: teacher centres {list(centres.shape)} do not fit the head "
+                          f"[{classifier.num_classes}, {classifier.embedding_size}]")
+    start = classifier.class_start
+    with torch.no_grad():
+        classifier.weight.copy_(centres[start:start + classifier.num_local])
 
 
 def build_run_distiller(cfg: TrainConfig, teacher: nn.Module | None, num_classes: int) -> Distiller:

@@ -43,10 +43,10 @@ class DistillStep:
 
     def __init__(self, model: nn.Module, student: nn.Module, classifier: ShardedMarginClassifier,
                  distiller: Distiller, teacher: TeacherOutputs, degrade: DegradeConfig, ctx: DistContext,
-                 seed: int, margin_weight: float = 1.0, amp: bool = False) -> None:
+                 seed: int, margin_weight: float = 1.0, amp: bool = False, channels_last: bool = False) -> None:
         self.model, self.student, self.classifier, self.distiller = model, student, classifier, distiller
         self.teacher, self.degrade, self.ctx = teacher, degrade, ctx
-        self.seed, self.margin_weight, self.amp = seed, margin_weight, amp
+        self.seed, self.margin_weight, self.amp, self.channels_last = seed, margin_weight, amp, channels_last
 
     def __call__(self, images: Tensor, labels: Tensor, indices: Tensor, epoch: int, step: int) -> dict[str, Tensor]:
         device = self.ctx.device
@@ -55,8 +55,8 @@ class DistillStep:
         embedding = self.embed(self.model, views.lr)
         margin_loss = self.classifier(embedding, labels)
         total, named = margin_loss * self.margin_weight, {"margin": margin_loss.detach()}
-        teacher = self.teacher.embeddings(views.hr, indices, views.flipped)
-        if teacher is not None and len(self.distiller.terms):
+        teacher = self.teacher.embeddings(views.hr, indices, views.flipped) if len(self.distiller.terms) else None
+        if teacher is not None:
             distill_total, distill_parts = self.distiller(self.inputs(views, embedding, teacher, labels))
             total = total + distill_total
             named.update(distill_parts)
@@ -64,10 +64,10 @@ class DistillStep:
         return named
 
     def embed(self, model: nn.Module, x: Tensor) -> Tensor:
-        """Float32 student embeddings (the forward under AMP on CUDA, channels-last there)."""
+        """Float32 student embeddings (the forward under AMP on CUDA; channels-last when the student is)."""
         autocast = torch.autocast("cuda", dtype=torch.float16) if self.amp else contextlib.nullcontext()
         with autocast:
-            if x.device.type == "cuda":
+            if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             return model(x).float()
 

@@ -45,11 +45,13 @@ class TeacherOutputs:
 
 def prepare_teacher_outputs(cfg: TrainConfig, ctx: DistContext, dataset: Dataset, num_classes: int,
                             teacher: nn.Module | None, distiller: Distiller,
-                            progress: bool) -> TeacherOutputs:
-    """Open (building it on rank 0 first if needed) the cache, and the centres when a term uses them."""
-    uses_centres = distiller.uses_teacher_centres
-    if teacher is None or not (cfg.teacher_cache or uses_centres):
-        return TeacherOutputs(teacher)
+                            progress: bool, head_centres: bool = False) -> TeacherOutputs:
+    """Open (building it on rank 0 first if needed) the cache, and the centres when a term uses them or the
+    margin head starts from them (``head_centres``)."""
+    uses_centres = distiller.uses_teacher_centres or head_centres
+    distills = len(distiller.terms) > 0
+    if teacher is None or not ((cfg.teacher_cache and distills) or uses_centres):
+        return TeacherOutputs(teacher if distills else None)
     dtype = cfg.teacher_cache_dtype
     key = cache_key(teacher.checksum, file_fingerprint(rec_path(cfg)), TEACHER_INPUT_SIZE, dtype)
     root = Path(cfg.teacher_cache_dir).expanduser() if cfg.teacher_cache_dir else default_cache_dir()
@@ -63,4 +65,5 @@ def prepare_teacher_outputs(cfg: TrainConfig, ctx: DistContext, dataset: Dataset
         labels = torch.as_tensor(dataset.labels)
         centres = TeacherCentres.from_cache(cache.embeddings, labels, num_classes)
         centres = centres.centres.to(ctx.device)
-    return TeacherOutputs(teacher, cache if cfg.teacher_cache else None, centres)
+    # a run without distillation terms (a plain fine-tune from the teacher) reads no teacher embeddings
+    return TeacherOutputs(teacher if distills else None, cache if cfg.teacher_cache and distills else None, centres)

@@ -52,6 +52,7 @@ class Trainer:
         if cfg.fp16 and self.device.type != "cuda":
             notice(self.ctx, f"warning: field `fp16`: mixed precision needs CUDA; training in float32 on {self.device}")
         run = build_run(cfg, self.ctx, self.device, self.progress)
+        self.cfg, self.start = run.cfg, run.start  # the network and sizes as run (a pretrained start's)
         self.dataset, self.num_classes, self.step_fn = run.dataset, run.num_classes, run.step
         self.student, self.classifier, self.distiller = run.student, run.classifier, run.distiller
         self.accumulate = cfg.gradient_acc
@@ -74,7 +75,7 @@ class Trainer:
         if resumed is not None:
             self._load(resumed)
         self.logger: TrainLogger | None = None  # opened by fit(): a Trainer that never trains writes nothing
-        self.verification = parts.build_verification(cfg) if self.ctx.is_main else None
+        self.verification = parts.build_verification(self.cfg) if self.ctx.is_main else None
 
     def train_step(self, images: Tensor, labels: Tensor, indices: Tensor, epoch: int) -> dict[str, float]:
         """One optimiser step on one batch (``gradient_acc`` = 1)."""
@@ -158,8 +159,11 @@ class Trainer:
         path = self.output / "student.pt"
         if self.ctx.is_main:
             meta = {"distill": self.cfg.distill, "steps": self.step, "lr_sizes": list(self.cfg.lr_sizes),
-                    "verification": results, "config_hash": self.record["hash"]}
-            save_student(path, self.student, meta, network=self.cfg.network, plugins=self.cfg.plugins)
+                    "verification": results, "config_hash": self.record["hash"],
+                    "started_from": self.start.meta if self.start is not None else None}
+            options = self.student.build_options() if hasattr(self.student, "build_options") else None
+            save_student(path, self.student, meta, network=self.cfg.network, kwargs=options,
+                         plugins=self.cfg.plugins)
         barrier(self.ctx)
         return path
 
