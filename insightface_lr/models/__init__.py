@@ -7,7 +7,17 @@ Create a backbone with :func:`get_backbone` (the factory contract is in :mod:`in
 from __future__ import annotations
 
 from ..registry import BACKBONES
-from . import bridge_student, export, facebn, fuse, iresnet, mobilefacenet, onnx_teacher, teacher  # noqa: F401
+from . import (  # noqa: F401
+    bridge_student,
+    export,
+    facebn,
+    fuse,
+    iresnet,
+    mobilefacenet,
+    mxnet_graph,
+    onnx_teacher,
+    teacher,
+)
 from .bridge_student import BridgeStudent
 from .facebn import FaceBN
 from .factory import get_backbone

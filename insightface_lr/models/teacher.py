@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .mxnet_checkpoint import is_mxnet_checkpoint, load_mxnet_checkpoint
 from .student_file import STUDENT_FORMAT, build_student, import_student_plugins, load_student, save_student
 from .weights import (
     CHECKPOINT_KEYS,
@@ -99,7 +100,8 @@ def load_frozen_model(
     device: str | torch.device = "cpu",
 ) -> FrozenModel:
     """A frozen model from a ``.pth``/``.pt`` state dict or checkpoint (or a ``save_student`` file), an
-    ``.onnx`` file, an insightface model package folder, or a module.
+    ``.onnx`` file, an insightface model package folder, an MXNet checkpoint (prefix, file or folder), or a
+    module.
 
     ``network`` (a registered backbone name) is inferred from the keys when None; ``embedding_size`` is
     read from the final BatchNorm1d when None (arcface_torch: 512). Raises ModelLoadError naming the file.
@@ -109,6 +111,9 @@ def load_frozen_model(
             return path_or_module.to(device)
         return FrozenModel(path_or_module, embedding_size=embedding_size).to(device)
     path = Path(path_or_module)
+    if is_mxnet_checkpoint(path):  # before the folder test: a folder with *-symbol.json is not an ONNX package
+        model, _meta = load_model_file(path)
+        return FrozenModel(model, checksum=file_sha256(model.params_path)).to(device)
     if path.suffix.lower() == ".onnx" or path.is_dir():
         from .onnx_teacher import OnnxTeacher
 
@@ -125,8 +130,12 @@ load_teacher = load_frozen_model  # what training calls it
 def load_model_file(
     path: str | Path, network: str | None = None, embedding_size: int | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """``(eval-mode model, meta)`` from a save_student file or an arcface_torch state dict / checkpoint."""
+    """``(eval-mode model, meta)`` from a save_student file, an arcface_torch state dict / checkpoint, or an
+    MXNet checkpoint (prefix, either file, or its folder: :mod:`.mxnet_checkpoint`)."""
     path = Path(path)
+    if is_mxnet_checkpoint(path):
+        model = load_mxnet_checkpoint(path)
+        return model, {"network": model.network, "source": str(model.params_path), "output": model.output_note}
     obj = load_weights_file(path)
     if isinstance(obj, Mapping) and obj.get("format") == STUDENT_FORMAT:  # one of our own save_student files
         import_student_plugins(obj, path)

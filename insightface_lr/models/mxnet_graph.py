@@ -1,0 +1,244 @@
+"""An MXNet symbol (``model-symbol.json``) as a torch module: :class:`MxnetGraphNet`, backbone ``mxnet_graph``.
+
+The JSON's ``nodes`` are in topological order; each op node becomes torch modules (:mod:`.mxnet_ops`), ``null``
+nodes are the image input or parameters. Nodes that form a straight line (one data input, produced by the
+node before, used nowhere else) share one ``nn.Sequential`` "chain", so :func:`~.fuse.fold_batchnorm` folds a
+Convolution/FullyConnected with the BatchNorm after it exactly as in our own networks. Shapes (and thus conv
+input channels, and whether a BatchNorm sees ``[N,C]`` -> ``BatchNorm1d`` or ``[N,C,H,W]`` -> ``BatchNorm2d``)
+come from one dummy forward at build time.
+
+Input convention: our model input is RGB in ``[-1, 1]`` (:mod:`insightface_lr.data.pixels`); InsightFace's
+MXNet models take raw RGB ``0..255`` values and normalise inside the graph (``_minus_scalar`` 127.5,
+``_mul_scalar`` 0.0078125), so ``forward`` maps ``x -> x * 127.5 + 127.5`` first. Output: the symbol's head;
+when the head is a loss/classifier op (a training symbol) the embedding node ``fc1`` instead.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data.pixels import model_input_to_pixel_values
+from ..errors import ModelLoadError
+from ..registry import register_backbone
+from . import mxnet_ops
+from .iresnet import check_input
+
+LOSS_OPS = {"SoftmaxOutput", "softmax", "SoftmaxActivation", "log_softmax", "MakeLoss", "make_loss",
+            "LinearRegressionOutput", "LogisticRegressionOutput", "MAERegressionOutput", "SVMOutput"}
+EMBEDDING_NODE = "fc1"  # InsightFace's embedding layer (``fc1_output``)
+
+
+class _Chain(nn.Sequential):
+    """Modules run in sequence; the first may take several inputs (an add, a concat)."""
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        modules = iter(self._modules.values())
+        x = next(modules)(*xs)
+        for module in modules:
+            x = module(x)
+        return x
+
+
+class MxnetGraphNet(nn.Module):
+    """``forward(x [B,3,S,S] RGB in [-1,1]) -> [B, D]``: the symbol's graph, weights as in the ``.params`` file.
+
+    Built uninitialised from the JSON text (``load_mxnet_weights`` fills it). ``embedding_size`` (optional) is
+    checked against the graph's output; ``dropout`` is accepted for the factory contract and ignored (the graph's
+    own Dropout nodes keep their ``p``); ``fp16`` runs the graph under CUDA autocast.
+    """
+
+    network = "mxnet_graph"
+
+    def __init__(self, symbol: str, embedding_size: int | None = None, input_size: int = 112,
+                 dropout: float = 0.0, fp16: bool = False, source: str | Path = "MXNet symbol") -> None:
+        super().__init__()
+        self.symbol, self.source = symbol, str(source)
+        self.input_size, self.fp16 = int(input_size), bool(fp16)
+        nodes, heads = _parse(symbol, self.source)
+        self.output_id, self.output_note = _output_node(nodes, heads, self.source)
+        self.output_name = nodes[self.output_id]["name"]
+        self.chains = nn.ModuleDict()
+        self.param_map: list[tuple[str, str, str]] = []  # (state-dict key, mxnet name, "arg"/"aux")
+        self.fixed_gamma: list[str] = []  # BatchNorm weights held at 1 (fix_gamma)
+        self._build(nodes)
+        if embedding_size is not None and int(embedding_size) != self.embedding_size:
+            raise ModelLoadError(f"{self.source}: the graph's output {self.output_name!r} has {self.embedding_size} "
+                                 f"features, not embedding_size={embedding_size}")
+
+    def build_options(self) -> dict[str, Any]:
+        """The factory kwargs that rebuild this network (for ``save_student(..., kwargs=...)``)."""
+        return {"symbol": self.symbol, "embedding_size": self.embedding_size, "input_size": self.input_size}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.input_size, type(self).__name__)
+        values = {self.data_id: model_input_to_pixel_values(x)}
+        with torch.autocast(device_type="cuda", enabled=self.fp16 and x.is_cuda):
+            for (inputs, output, release), chain in zip(self.steps, self.chains.values(), strict=True):
+                values[output] = chain(*[values[i] for i in inputs])
+                for i in release:
+                    del values[i]
+        return values[self.output_id].float()
+
+    @torch.no_grad()
+    def load_mxnet_weights(self, params: dict[str, dict[str, torch.Tensor]], source: str | Path) -> None:
+        """Copy ``{"arg": ..., "aux": ...}`` (:func:`.mxnet_params.load_mxnet_params`) in; strict on the names
+        and shapes the graph uses (extra entries, e.g. a classifier ``fc7_weight``, are ignored)."""
+        own = self.state_dict()
+        for key, name, kind in self.param_map:
+            other = "aux" if kind == "arg" else "arg"
+            value = params[kind].get(name, params[other].get(name))
+            if value is None:
+                raise ModelLoadError(f"{source}: parameter {kind}:{name} missing (the graph's {key})")
+            if tuple(value.shape) != tuple(own[key].shape):
+                raise ModelLoadError(f"{source}: parameter {kind}:{name} has shape {list(value.shape)}, the graph "
+                                     f"needs {list(own[key].shape)} ({key})")
+            own[key].copy_(value.to(own[key].dtype))
+        for key in self.fixed_gamma:  # mxnet ignores a fix_gamma BatchNorm's stored gamma
+            own[key].fill_(1.0)
+
+    # --- building -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _build(self, nodes: list[dict[str, Any]]) -> None:
+        needed = _ancestors(nodes, self.output_id)
+        data_refs = {i: _data_inputs(nodes[i], self.source) for i in needed if nodes[i]["op"] != "null"}
+        images = sorted({r for refs in data_refs.values() for r in refs if nodes[r]["op"] == "null"})
+        if len(images) != 1:
+            names = [nodes[i]["name"] for i in images]
+            raise ModelLoadError(f"{self.source}: the graph must have one image input, found {names or 'none'}")
+        self.data_id = images[0]
+        consumers = Counter(r for refs in data_refs.values() for r in refs)
+        values = {self.data_id: torch.zeros(1, 3, self.input_size, self.input_size)}
+        steps: list[tuple[tuple[int, ...], int]] = []
+        tails: list[int] = []
+        chain_key = ""
+        for index in sorted(data_refs):
+            refs = data_refs[index]
+            extend = len(refs) == 1 and tails and tails[-1] == refs[0] and consumers[refs[0]] == 1
+            if not extend:
+                chain_key = _unique(_safe(nodes[index]["name"]), self.chains)
+                self.chains[chain_key] = _Chain()
+                steps.append((tuple(refs), index))
+                tails.append(index)
+            values[index] = self._add_node(nodes, index, chain_key, [values[r] for r in refs])
+            steps[-1], tails[-1] = (steps[-1][0], index), index
+        self.steps = _with_releases(steps, self.output_id)
+        out = values[self.output_id]
+        if out.dim() != 2:
+            raise ModelLoadError(f"{self.source}: the graph's output {self.output_name!r} has shape "
+                                 f"{list(out.shape)}, not [N, D] embeddings")
+        self.embedding_size = int(out.shape[1])
+
+    def _add_node(self, nodes: list[dict[str, Any]], index: int, chain_key: str, inputs: list[torch.Tensor]):
+        node = nodes[index]
+        op, name, attrs = node["op"], node["name"], _attrs(node)
+        builder = mxnet_ops.BUILDERS.get(op)
+        if builder is None:
+            raise ModelLoadError(f"{self.source}: unsupported MXNet op {op!r} (node {name!r})")
+        try:
+            modules, params = builder(attrs, inputs[0].shape)
+        except (mxnet_ops.OpError, ValueError, TypeError) as exc:
+            raise ModelLoadError(f"{self.source}: node {name!r} ({op}): unsupported {exc}") from exc
+        chain, keys = self.chains[chain_key], []
+        for i, module in enumerate(modules):
+            keys.append(_unique(_safe(name) + ("" if i == len(modules) - 1 else f"_{i}"), chain._modules))
+            chain.add_module(keys[-1], module.eval())
+        for position, (at, attr) in params.items():
+            variable = nodes[node["inputs"][position][0]]["name"]
+            key = f"chains.{chain_key}.{keys[at]}.{attr}"
+            self.param_map.append((key, variable, "aux" if attr.startswith("running_") else "arg"))
+            if op == "BatchNorm" and attr == "weight" and mxnet_ops.fix_gamma(attrs):
+                self.fixed_gamma.append(key)
+        out = modules[0](*inputs)
+        for module in modules[1:]:
+            out = module(out)
+        return out
+
+
+def _parse(symbol: str, source: str) -> tuple[list[dict[str, Any]], list]:
+    try:
+        doc = json.loads(symbol)
+        nodes, heads = doc["nodes"], doc["heads"]
+        ok = isinstance(nodes, list) and all(isinstance(n, dict) and "op" in n and "name" in n for n in nodes)
+        ok = ok and bool(heads) and all(0 <= int(h[0]) < len(nodes) for h in heads)
+    except (ValueError, KeyError, TypeError, IndexError) as exc:
+        raise ModelLoadError(f"{source}: not an MXNet symbol JSON ({type(exc).__name__}: {exc})") from exc
+    if not ok:
+        raise ModelLoadError(f"{source}: not an MXNet symbol JSON (needs 'nodes' with op/name and 'heads')")
+    return nodes, heads
+
+
+def _attrs(node: dict[str, Any]) -> dict[str, str]:
+    """Op attributes: ``attrs`` (mxnet >= 1.0), ``attr`` or ``param`` (older files)."""
+    merged: dict[str, str] = {}
+    for key in ("param", "attr", "attrs"):
+        merged.update({k: str(v) for k, v in (node.get(key) or {}).items() if not k.startswith("__")})
+    return merged
+
+
+def _data_inputs(node: dict[str, Any], source: str) -> list[int]:
+    inputs = node.get("inputs") or []
+    skip = mxnet_ops.param_positions(node["op"], _attrs(node), len(inputs))
+    refs = [ref for i, ref in enumerate(inputs) if i not in skip]
+    if not refs:
+        raise ModelLoadError(f"{source}: node {node['name']!r} ({node['op']}) has no data input")
+    if any(len(ref) < 2 or int(ref[1]) != 0 for ref in refs):
+        raise ModelLoadError(f"{source}: node {node['name']!r} ({node['op']}) reads a secondary output of "
+                             "another node, which is not supported")
+    return [int(ref[0]) for ref in refs]
+
+
+def _output_node(nodes: list[dict[str, Any]], heads: list, source: str) -> tuple[int, str]:
+    """(node id, note): the first head that is not a loss op, else InsightFace's embedding node ``fc1``."""
+    for head in heads:
+        if nodes[int(head[0])]["op"] not in LOSS_OPS and int(head[1]) == 0:
+            return int(head[0]), "the symbol's head"
+    named = [i for i, n in enumerate(nodes) if n["name"] == EMBEDDING_NODE and n["op"] != "null"]
+    if not named:
+        raise ModelLoadError(f"{source}: the symbol's heads are loss/classifier ops and it has no "
+                             f"{EMBEDDING_NODE!r} embedding node to use instead")
+    return named[0], f"{EMBEDDING_NODE} (the head is a classifier/loss op)"
+
+
+def _ancestors(nodes: list[dict[str, Any]], output: int) -> set[int]:
+    seen, todo = set(), [output]
+    while todo:
+        index = todo.pop()
+        if index not in seen:
+            seen.add(index)
+            todo.extend(int(ref[0]) for ref in nodes[index].get("inputs") or [])
+    return seen
+
+
+def _with_releases(steps: list[tuple[tuple[int, ...], int]], output: int) -> list[tuple[tuple[int, ...], int, tuple]]:
+    """Each step with the values no later step reads (freed as soon as possible: activation memory)."""
+    last_use = {}
+    for n, (inputs, _out) in enumerate(steps):
+        for i in inputs:
+            last_use[i] = n
+    return [(inputs, out, tuple(i for i in dict.fromkeys(inputs) if last_use[i] == n and i != output))
+            for n, (inputs, out) in enumerate(steps)]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"\W", "_", name) or "node"
+
+
+def _unique(key: str, taken: Any) -> str:
+    out, n = key, 1
+    while out in taken:
+        out, n = f"{key}_{n}", n + 1
+    return out
+
+
+@register_backbone("mxnet_graph")
+def mxnet_graph(symbol: str, embedding_size: int | None = None, input_size: int = 112, dropout: float = 0.0,
+                fp16: bool = False) -> MxnetGraphNet:
+    """Backbone ``mxnet_graph``: the network of an MXNet symbol JSON (``symbol`` = its text), uninitialised."""
+    return MxnetGraphNet(symbol, embedding_size, input_size, dropout, fp16)
