@@ -76,6 +76,11 @@ class MxnetGraphNet(nn.Module):
         """The factory kwargs that rebuild this network (for ``save_student(..., kwargs=...)``)."""
         return {"symbol": self.symbol, "embedding_size": self.embedding_size, "input_size": self.input_size}
 
+    def fixed_parameters(self) -> list[str]:
+        """Parameters training must leave alone: mxnet holds a ``fix_gamma`` BatchNorm's gamma at 1 (a student
+        started from this network keeps them frozen, :mod:`insightface_lr.train.student_init`)."""
+        return list(self.fixed_gamma)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_size, type(self).__name__)
         values = {self.data_id: model_input_to_pixel_values(x)}
