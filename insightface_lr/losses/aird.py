@@ -21,11 +21,12 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import register_distill_term
 from .distiller import DistillDims, DistillInputs, DistillTerm, as_float, check_positive, make_adaptor
+from .scale import FirstValueScale
 
 
 def cosine_distance(f_s: Tensor, f_t: Tensor) -> Tensor:
@@ -125,6 +126,9 @@ class AIRDConfig:
     tau_r: float = 0.1  # relation softmax temperature
     scale: float = 64.0  # s of the cosine logits z = s * f^ W^_t.T
     identity_aware: bool = False  # same-label pairs share the relation target mass
+    # each part (feature, prediction, relation) in units of its first-step value (losses/scale.py), so that the
+    # lambdas and beta weigh parts of comparable size: from a pretrained start the prediction KL is ~100x the rest
+    balance: bool = False
 
     def __post_init__(self) -> None:
         check_positive("aird", tau=self.tau, tau_r=self.tau_r, scale=self.scale)
@@ -141,6 +145,8 @@ class AIRDLoss(DistillTerm):
     def __init__(self, dims: DistillDims, **fields: object) -> None:
         super().__init__(dims, **fields)
         self.adaptor = make_adaptor(dims.student_dim, dims.teacher_dim)
+        parts = ("feat", "pred", "relation") if self.config.balance else ()
+        self.part_scales = nn.ModuleDict({part: FirstValueScale() for part in parts})
 
     @property
     def uses_teacher_centres(self) -> bool:  # only the optional prediction part reads W_t
@@ -156,10 +162,13 @@ class AIRDLoss(DistillTerm):
         if centres is not None:
             z_s, z_t = cosine_logits(f_s, centres, cfg.scale), cosine_logits(teacher, centres, cfg.scale)
             pred = soft_kl(z_s, z_t, cfg.tau)
-        instance = cfg.lambda_f * feat + cfg.lambda_p * pred  # = instance_distillation(f_s, teacher, z_s, z_t)
         bank = None if inputs.teacher_bank is None else as_float(inputs.teacher_bank).detach()
         relation = relation_distillation(f_s, teacher, cfg.tau_r, inputs.labels, cfg.identity_aware, bank,
                                          inputs.labels_bank)
+        if cfg.balance:
+            feat, pred, relation = (self.part_scales[k](v) for k, v in
+                                    (("feat", feat), ("pred", pred), ("relation", relation)))
+        instance = cfg.lambda_f * feat + cfg.lambda_p * pred  # = instance_distillation(f_s, teacher, z_s, z_t)
         return {
             "loss": cfg.alpha * instance + cfg.beta * relation,
             "instance": instance,

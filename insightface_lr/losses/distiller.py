@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..registry import DISTILL_TERMS
+from .scale import FirstValueScale
 
 
 @dataclass
@@ -139,11 +140,15 @@ class Distiller(nn.Module):
     ``"aird/instance"``, ...); ``total = sum_k weight_k * term_k(inputs)["loss"]``.
     """
 
-    def __init__(self, terms: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None) -> None:
+    def __init__(self, terms: Mapping[str, nn.Module], weights: Mapping[str, float] | None = None,
+                 normalise: bool = False) -> None:
+        """``normalise``: each term's loss in units of its own first-step value (:mod:`.scale`), so that a
+        weight means the same for every term."""
         super().__init__()
         self.terms = nn.ModuleDict(dict(terms))
         weights = dict(weights or {})
         self.weights = {name: float(weights.get(name, 1.0)) for name in self.terms}
+        self.scales = nn.ModuleDict({name: FirstValueScale() for name in self.terms} if normalise else {})
 
     @property
     def requires_teacher_centres(self) -> bool:
@@ -178,9 +183,12 @@ class Distiller(nn.Module):
                 out = term(inputs)
             if "loss" not in out:
                 raise ConfigError(f"distillation term {name!r} returned no 'loss' key (got {sorted(out)})")
-            total = total + self.weights[name] * out["loss"]
+            loss = self.scales[name](out["loss"]) if name in self.scales else out["loss"]
+            total = total + self.weights[name] * loss
             for key, value in out.items():
                 parts[f"{name}/{key}"] = value.detach().float()
+            if name in self.scales:
+                parts[f"{name}/scaled"] = loss.detach().float()
         return total, parts
 
 
@@ -201,8 +209,10 @@ def build_distiller(
     dims: DistillDims,
     config: Mapping[str, Mapping[str, Any]] | None = None,
     weights: Mapping[str, float] | None = None,
+    normalise: bool = False,
 ) -> Distiller:
-    """Build the terms named in ``spec`` (each from ``DISTILL_TERMS``) with their config fields.
+    """Build the terms named in ``spec`` (each from ``DISTILL_TERMS``) with their config fields;
+    ``normalise``: each term in units of its first-step value (:class:`Distiller`).
 
     ``config`` and ``weights`` are keyed by term name. A key naming a registered loss that is not
     selected is ignored (one recipe may configure several terms); any other key is a ConfigError.
@@ -220,4 +230,4 @@ def build_distiller(
         if not isinstance(term, nn.Module):
             raise ConfigError(f"distillation term {name!r} must build an nn.Module, got {type(term).__name__}")
         terms[name] = term
-    return Distiller(terms, {n: weights[n] for n in names if n in weights})
+    return Distiller(terms, {n: weights[n] for n in names if n in weights}, normalise=normalise)

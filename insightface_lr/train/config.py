@@ -82,6 +82,7 @@ class TrainConfig:
     # per-term config, e.g. {"aird": {"beta": 2.0}} (also read from `loss`, its earlier name)
     distill_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     distill_weights: Mapping[str, float] = field(default_factory=dict)   # per-term multiplier in the sum
+    distill_normalise: bool = False            # each term in units of its first-step value (losses/scale.py)
     margin_mode: str = "insightface"           # "insightface" (straight-through, parity) or "exact"
     margin_weight: float = 1.0                 # weight of the student's own margin loss
     facebn: str | None = None                  # FaceBN mode used in verification during training

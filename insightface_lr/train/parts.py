@@ -181,7 +181,8 @@ def init_head_from_centres(classifier: ShardedMarginClassifier, centres: Tensor)
 def build_run_distiller(cfg: TrainConfig, teacher: nn.Module | None, num_classes: int) -> Distiller:
     teacher_dim = int(getattr(teacher, "embedding_size", 0) or cfg.embedding_size)
     dims = DistillDims(student_dim=cfg.embedding_size, teacher_dim=teacher_dim, num_classes=num_classes)
-    return build_distiller(cfg.distill, dims, config=cfg.distill_config, weights=cfg.distill_weights)
+    return build_distiller(cfg.distill, dims, config=cfg.distill_config, weights=cfg.distill_weights,
+                           normalise=cfg.distill_normalise)
 
 
 @dataclass
