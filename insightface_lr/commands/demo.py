@@ -31,6 +31,10 @@ def _preset(args: argparse.Namespace) -> str:
 
     if args.faces and args.quick:
         raise ConfigError("demo: --quick is the synthetic preset; with --faces set --seeds to shorten the run")
+    if args.faces and args.teacher and args.student_init != "scratch":
+        return "pretrained"  # students start from the given (pretrained) teacher
+    if args.student_init == "teacher":
+        raise ConfigError("demo --student-init teacher: give the pretrained model with --faces ... --teacher MODEL")
     return "real" if args.faces else ("quick" if args.quick else "full")
 
 
@@ -44,9 +48,12 @@ def _real_fields(args: argparse.Namespace) -> dict:
             raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
         return fields
     bins = tuple(str(Path(b).resolve()) for b in comma_list(args.test_bin or ""))
+    from ..models.mxnet_checkpoint import is_mxnet_checkpoint
+
     teacher = str(Path(args.teacher).resolve()) if args.teacher else ""
-    if teacher and not Path(teacher).is_file():
-        raise ConfigError(f"demo --teacher {args.teacher}: file not found")
+    if teacher and not (Path(teacher).is_file() or is_mxnet_checkpoint(Path(teacher))):
+        raise ConfigError(f"demo --teacher {args.teacher}: file not found (a backbone.pth, student.pt, .onnx or an "
+                          "MXNet checkpoint prefix, file or folder)")
     return {**fields, "faces": str(Path(args.faces).resolve()), "test_bins": bins, "teacher_model": teacher}
 
 
@@ -87,7 +94,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--test-bin", metavar="A.bin[,B.bin]",
                       help="with --faces: InsightFace verification .bin sets the report is made on")
     real.add_argument("--teacher", metavar="MODEL",
-                      help="with --faces: your HR teacher (backbone.pth, student.pt or .onnx) instead of training one")
+                      help="with --faces: your HR teacher (backbone.pth, student.pt, .onnx or an MXNet model-zoo "
+                           "checkpoint) instead of training one; the students then start from it")
+    real.add_argument("--student-init", choices=("teacher", "scratch"),
+                      help="with --teacher: 'teacher' (default) fine-tunes a copy of it for every method but bridge; "
+                           "'scratch' trains bridge_students from scratch")
     parser.add_argument("--regimes", type=name_list_argument,
                         help="same: students train on the teacher's identities; subset: on a seeded "
                              "--student-fraction of them (the teacher knows more). Default: both")

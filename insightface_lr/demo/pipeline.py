@@ -217,12 +217,17 @@ class DemoPipeline:
         target = self.out / "eval" / f"{name}.json"
         self._stage(f"eval {name}", target.is_file(), lambda: self.evaluate(name, path, target))
 
+    def fine_tunes(self, cell: StudentCell) -> bool:
+        """The student starts from the given teacher (every method but bridge, when ``student_init``)."""
+        return self.settings.student_init == "teacher" and cell.method != "bridge"
+
     def cache_of(self, name: str) -> str | None:
-        """The shared teacher cache a task builds or reads (None: no cache)."""
+        """The shared teacher cache a task builds or reads (None: no cache); a fine-tune reads it for the class
+        centres its margin head starts from, even without distillation."""
         if name == "teacher":
             return None
         cell = parse_cell(name)
-        if cell.method == "none":
+        if cell.method == "none" and not self.fine_tunes(cell):
             return None
         return ("bridge_g" if cell.method == "bridge" else "teacher") + _suffix(cell.regime)
 
@@ -255,14 +260,18 @@ class DemoPipeline:
         s = self.settings
         epochs = cell.epochs or s.student_epochs
         fields: dict[str, Any] = {
-            "distill": cell.method, "seed": cell.seed, "network": "bridge_student",
-            "student_input_size": cell.lr_size, "lr_sizes": (cell.lr_size,),
+            "distill": cell.method, "seed": cell.seed,
             "teacher": str(self.bridge(cell.regime) if cell.method == "bridge" else self.teacher),
             **({"num_epoch": epochs, "max_steps": 0} if epochs else {"max_steps": s.student_steps})}
+        if self.fine_tunes(cell):  # the teacher's own network, input and embedding size (student_init)
+            fields["lr_sizes"] = s.finetune_lr_sizes
+        else:
+            fields.update(network="bridge_student", student_input_size=cell.lr_size, lr_sizes=(cell.lr_size,))
         weight = cell.weight if cell.weight is not None else chosen_weight(self.out, cell.method)
         if weight is not None and cell.method != "none":
             fields["distill_weights"] = {cell.method: weight}
-        return self.train("demo_student.py", output, self.rec(cell.regime), fields, cache=self.cache_of(cell.name))
+        recipe = "demo_finetune.py" if self.fine_tunes(cell) else "demo_student.py"
+        return self.train(recipe, output, self.rec(cell.regime), fields, cache=self.cache_of(cell.name))
 
     def evaluate(self, name: str, path: Path, target: Path) -> None:
         """Every set, every probe size, every FaceBN mode (each set decoded once per model); tuning and
@@ -273,7 +282,8 @@ class DemoPipeline:
         s = self.settings
         cell = parse_cell(name) if name != "teacher" else None
         sets = bins(self.data, s)
-        config = SweepConfig(sizes=s.eval_sizes, facebn_modes=s.facebn_modes, batch_size=s.eval_batch_size)
+        modes = s.facebn_modes if cell is None or s.student_facebn_extra else ("off", s.facebn_mode)
+        config = SweepConfig(sizes=s.eval_sizes, facebn_modes=modes, batch_size=s.eval_batch_size)
         if cell is not None and cell.is_extra:
             config = replace(config, sizes=(s.headline_size,))
         if cell is not None and cell.weight is not None:

@@ -73,6 +73,13 @@ class DemoSettings:
     tune_weights: tuple[float, ...] = ()  # the tuning grid (empty: no tuning, the recipe's values)
     budget_epochs: tuple[int, ...] = ()  # extra budgets for none and aird, to show none converged
     budget_seeds: tuple[int, ...] = ()  # seeds of the budget-curve runs (empty: the first seed only)
+    # "teacher": the students of every method but bridge are fine-tunes of the given (pretrained) teacher, trained
+    # on faces shrunk to ``finetune_lr_sizes`` and enlarged back to its input (recipe demo_finetune.py); "" trains
+    # bridge_students from scratch at their native LR size
+    student_init: str = ""
+    finetune_lr_sizes: tuple[int, ...] = (12, 14, 16, 18, 20)
+    aird_margin: float = 3.0  # the claim "aird beats none by >= aird_margin points"
+    student_facebn_extra: bool = True  # False: students are swept with FaceBN off and facebn_mode only
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -101,6 +108,9 @@ class DemoSettings:
                 raise ConfigError(f"demo --{name.replace('_', '-')}: expected a fraction in (0, 1), got {value}")
         if self.faces and not self.test_bins:
             raise ConfigError("demo --faces: also give --test-bin a.bin[,b.bin] (the sets the report is made on)")
+        if self.student_init not in ("", "teacher") or (self.student_init and self.faces and not self.teacher_model):
+            raise ConfigError(f"demo student_init: expected '' or 'teacher' (with a given --teacher), "
+                              f"got {self.student_init!r}")
         if (self.tune_weights or self.budget_epochs) and not self.val_fraction:
             raise ConfigError("demo: tuning and budget curves need a validation split (val_fraction > 0)")
 
@@ -166,7 +176,14 @@ REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_e
                     val_fraction=0.2, val_pairs_per_fold=150, tune_weights=TUNE_WEIGHTS, budget_epochs=(20,),
                     eval_sizes=(112, 16), facebn_extra=("batch", "calibrate"), train_ids=1,
                     test_ids=1)
-PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL}
+# ``demo --faces --teacher PRETRAINED``: every method fine-tunes the pretrained teacher (a 112-px MobileFaceNet
+# trains at ~35 faces/s per 1-thread job here). What is cut to fit <= 2 h of stage time on 2 cores: one epoch per
+# student, one regime (the teacher is pretrained elsewhere: regime "subset" has no meaning), probes at 112 and
+# 16 px, FaceBN modes beyond the headline one for the teacher only, no budget curves; the weight search is
+# three weights of the normalised terms (recipes/demo_finetune.py: every term starts at its weight).
+PRETRAINED = replace(REAL, preset="pretrained", student_init="teacher", student_epochs=1, regimes=("same",),
+                     tune_weights=(0.1, 0.3, 1.0), budget_epochs=(), aird_margin=1.0, student_facebn_extra=False)
+PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL, "pretrained": PRETRAINED}
 
 
 def make_settings(preset: str = "full", seeds: tuple[int, ...] | None = None, **fields: Any) -> DemoSettings:

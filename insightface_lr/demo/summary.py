@@ -75,7 +75,8 @@ def check_claims(agg: list[dict[str, Any]], settings: DemoSettings) -> list[dict
 
     for regime in settings.regimes:
         where = f"at {h} px ({first}, FaceBN off, regime {regime})"
-        add(f"aird beats none by >= 3 points {where}", cell("aird", regime), cell("none", regime), 3.0)
+        margin = settings.aird_margin
+        add(f"aird beats none by >= {margin:g} points {where}", cell("aird", regime), cell("none", regime), margin)
         for baseline in ("kd", "feat", "rkd"):
             add(f"aird >= {baseline} {where}", cell("aird", regime), cell(baseline, regime), 0.0)
         for m in settings.methods:

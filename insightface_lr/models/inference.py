@@ -25,7 +25,7 @@ from .fuse import fold_batchnorm
 # network class -> channels-last activations, measured by benchmarks/student_speed.py (BENCHMARKS.md 6)
 # (1 thread, same rounds, x eager: bridge_student@16 b256 NHWC 1.68 vs NCHW 1.15; mbf@32 b64 1.16 vs 1.16;
 # r18@16 b64 1.31 vs 0.94). Other classes keep NCHW until measured.
-CHANNELS_LAST: dict[str, bool] = {"BridgeStudent": True, "MobileFaceNet": True, "IResNet": True}
+CHANNELS_LAST: dict[str, bool] = {"BridgeStudent": True, "MobileFaceNet": True, "IResNet": True, "MxnetGraphNet": True}
 
 
 class InferenceNet(nn.Module):

@@ -56,9 +56,13 @@ class FrozenModel(nn.Module):
         checksum: str | None = None,
         embedding_size: int | None = None,
         input_size: int | None = None,
+        fast: bool = False,
     ) -> None:
+        """``fast``: run the frozen network through :func:`~insightface_lr.models.inference.inference_net` (BN
+        folded, channels-last where measured faster; built on first use); ``model`` stays the network as
+        loaded, with its BatchNorm layers (what FaceBN adapts and a student started from it copies)."""
         super().__init__()
-        self.model = model
+        self.model, self.fast = model, fast
         self.input_size = int(input_size or getattr(model, "input_size", 112))
         self.checksum = checksum or state_dict_sha256(model.state_dict())
         self.requires_grad_(False)
@@ -80,9 +84,21 @@ class FrozenModel(nn.Module):
                 f"teacher expects input [B,3,{self.input_size},{self.input_size}], got {list(x.shape)}"
             )
         with torch.no_grad():
-            out = self.model(x)
+            out = self._runner(x.device)(x)
         # some backbones (arcface_torch mbf with norm_output) return (embedding, norm)
         return out[0] if isinstance(out, (tuple, list)) else out
+
+    def _runner(self, device: torch.device) -> nn.Module:
+        """The module that computes the embeddings: ``model``, or its inference copy (kept outside the module
+        tree, so it is not in the state dict, and rebuilt when the input moves to another device)."""
+        if not self.fast:
+            return self.model
+        cached = self.__dict__.get("_inference")
+        if cached is None or cached[0] != device:
+            from .inference import inference_net
+
+            cached = self.__dict__["_inference"] = (device, inference_net(self.model))
+        return cached[1]
 
     def _probe_embedding_size(self) -> int:
         device = next((p.device for p in self.model.parameters()), torch.device("cpu"))

@@ -155,16 +155,16 @@ def build_teacher(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
     if not cfg.teacher:
         needs = f"--distill {cfg.distill}" if cfg.distill.strip() not in ("", "none") else "--student-init teacher"
         raise ConfigError(f"field `teacher`: {needs} needs a teacher (.pth, .pt, .onnx or an MXNet checkpoint)")
-    if not Path(cfg.teacher).exists() and not _is_mxnet_prefix(cfg.teacher):
+    from ..models.mxnet_checkpoint import is_mxnet_checkpoint
+
+    if not Path(cfg.teacher).exists() and not is_mxnet_checkpoint(cfg.teacher):
         raise ConfigError(f"field `teacher`: {cfg.teacher} does not exist")
     from ..models.teacher import load_teacher
 
-    return load_teacher(cfg.teacher, network=cfg.teacher_network, device=device)
-
-
-def _is_mxnet_prefix(path: str) -> bool:
-    """``.../model`` naming ``model-symbol.json`` beside it (an MXNet checkpoint prefix)."""
-    return Path(f"{path}-symbol.json").is_file()
+    teacher = load_teacher(cfg.teacher, network=cfg.teacher_network, device=device)
+    if type(teacher).__name__ == "FrozenModel":  # a torch network (not onnxruntime): run its inference copy,
+        teacher.fast = True  # BN folded, channels-last: the cache of a 112-px teacher is its costliest forward
+    return teacher
 
 
 def init_head_from_centres(classifier: ShardedMarginClassifier, centres: Tensor) -> None:

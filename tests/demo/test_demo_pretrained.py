@@ -1,0 +1,72 @@
+"""``demo --faces --teacher PRETRAINED``: every method but bridge fine-tunes a copy of the teacher (tiny faces and
+a tiny BatchNorm network stand in for real ones); the teacher is swept with every FaceBN mode, the students with
+the headline mode; the aird claim uses the pretrained margin."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from insightface_lr.data.image_codec import encode_jpeg
+from insightface_lr.data.synthetic import SyntheticFaceConfig, generate_faces, write_synthetic_dataset
+from insightface_lr.demo.pipeline import DemoPipeline
+from insightface_lr.demo.settings import make_settings
+from insightface_lr.errors import ConfigError
+from insightface_lr.models.student_file import load_student, save_student
+
+
+@pytest.fixture(scope="module")
+def pretrained_run(tmp_path_factory):
+    from insightface_lr.demo.nets import DemoHRNet
+
+    root = tmp_path_factory.mktemp("pretrained")
+    faces = root / "faces"
+    images, labels = generate_faces(SyntheticFaceConfig(num_identities=8, images_per_identity=4, seed=3))
+    for k, (image, label) in enumerate(zip(images, labels.tolist(), strict=True)):
+        folder = faces / f"person_{label:02d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{k:03d}.jpg").write_bytes(encode_jpeg(image))
+    test_bin = write_synthetic_dataset(root / "bins", train_ids=2, test_ids=4, images_per_identity=3, pairs=20,
+                                       seed=5).test_bin
+    torch.manual_seed(0)
+    teacher = save_student(root / "pretrained.pt", DemoHRNet(embedding_size=128).eval(), network="demo_hr_net",
+                           plugins=["insightface_lr.demo.nets"])
+    settings = make_settings("pretrained", faces=str(faces), test_bins=(str(test_bin),), teacher_model=str(teacher),
+                             val_fraction=0.3, val_pairs_per_fold=2, tune_weights=(0.3, 1.0), student_epochs=1,
+                             methods=("none", "aird", "bridge"), seeds=(0,), batch_size=8, eval_batch_size=8,
+                             bridge_epochs=1, finetune_lr_sizes=(12, 16), eval_sizes=(112, 16),
+                             facebn_extra=("batch",))
+    out = root / "out"
+    summary = DemoPipeline(out, settings, device="cpu", progress=False).run()
+    return out, settings, summary, teacher
+
+
+def test_students_fine_tune_the_teacher_and_bridge_stays_tiny(pretrained_run) -> None:
+    out, _settings, _summary, teacher = pretrained_run
+    start, _ = load_student(teacher)
+    for method in ("none", "aird"):
+        student, meta = load_student(out / "students" / f"{method}_16px_s0" / "student.pt")
+        assert type(student).__name__ == "DemoHRNet" and student.input_size == 112 and student.embedding_size == 128
+        assert meta["started_from"]["student_init"] == "teacher" and meta["started_from"]["source"] == str(teacher)
+        assert any(not torch.equal(v, start.state_dict()[k]) for k, v in student.state_dict().items())
+    bridge, meta = load_student(out / "students" / "bridge_16px_s0" / "student.pt")
+    assert type(bridge).__name__ == "BridgeStudent" and bridge.input_size == 16 and meta["started_from"] is None
+    tuned = json.loads((out / "tune" / "choices.json").read_text())
+    assert set(tuned) == {"aird", "bridge"} and set(tuned["aird"]["candidates"]) == {"0.3", "1"}
+
+
+def test_teacher_gets_every_facebn_mode_students_the_headline_one(pretrained_run) -> None:
+    out, settings, summary, _ = pretrained_run
+    modes = lambda m: {r["facebn"] for r in summary["records"] if r["method"] == m and r["weight"] is None}  # noqa: E731
+    assert modes("teacher") == {"off", settings.facebn_mode, "batch"}
+    assert modes("none") == modes("aird") == {"off", settings.facebn_mode}
+    claims = [c["claim"] for c in summary["claims"]]
+    assert any(c.startswith("aird beats none by >= 1 points") for c in claims)
+    assert {r["regime"] for r in summary["records"] if r["method"] != "teacher"} == {"same"}
+
+
+def test_pretrained_preset_needs_a_teacher(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="student_init"):
+        make_settings("pretrained", faces=str(tmp_path), test_bins=("a.bin",))
