@@ -283,7 +283,10 @@ class DemoPipeline:
         cell = parse_cell(name) if name != "teacher" else None
         sets = bins(self.data, s)
         modes = s.facebn_modes if cell is None or s.student_facebn_extra else ("off", s.facebn_mode)
-        config = SweepConfig(sizes=s.eval_sizes, facebn_modes=modes, batch_size=s.eval_batch_size)
+        sizes = s.student_eval_sizes if cell is not None and s.student_eval_sizes else s.eval_sizes
+        config = SweepConfig(sizes=sizes, facebn_modes=modes, batch_size=s.eval_batch_size)
+        if cell is not None and not cell.is_extra and not s.students_on_val:
+            sets.pop("val", None)
         if cell is not None and cell.is_extra:
             config = replace(config, sizes=(s.headline_size,))
         if cell is not None and cell.weight is not None:

@@ -80,6 +80,8 @@ class DemoSettings:
     finetune_lr_sizes: tuple[int, ...] = (12, 14, 16, 18, 20)
     aird_margin: float = 3.0  # the claim "aird beats none by >= aird_margin points"
     student_facebn_extra: bool = True  # False: students are swept with FaceBN off and facebn_mode only
+    student_eval_sizes: tuple[int, ...] = ()  # probe sizes of the students (empty: eval_sizes, as the teacher)
+    students_on_val: bool = True  # False: reported students are evaluated on the test sets only (val: tuning)
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -179,10 +181,12 @@ REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_e
 # ``demo --faces --teacher PRETRAINED``: every method fine-tunes the pretrained teacher (a 112-px MobileFaceNet
 # trains at ~35 faces/s per 1-thread job here). What is cut to fit <= 2 h of stage time on 2 cores: one epoch per
 # student, one regime (the teacher is pretrained elsewhere: regime "subset" has no meaning), probes at 112 and
-# 16 px, FaceBN modes beyond the headline one for the teacher only, no budget curves; the weight search is
-# three weights of the normalised terms (recipes/demo_finetune.py: every term starts at its weight).
+# 16 px (students: 16 px, on the test sets only), FaceBN modes beyond the headline one for the teacher only, no
+# budget curves; the weight search is three weights of the normalised terms (recipes/demo_finetune.py: every term
+# starts at its weight).
 PRETRAINED = replace(REAL, preset="pretrained", student_init="teacher", student_epochs=1, regimes=("same",),
-                     tune_weights=(0.1, 0.3, 1.0), budget_epochs=(), aird_margin=1.0, student_facebn_extra=False)
+                     tune_weights=(0.1, 0.3, 1.0), budget_epochs=(), aird_margin=1.0, student_facebn_extra=False,
+                     student_eval_sizes=(16,), students_on_val=False)
 PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL, "pretrained": PRETRAINED}
 
 

@@ -150,7 +150,7 @@ def headline_table(summary: dict[str, Any], lr_size: int | None = None, regime: 
     for m in ["teacher"] + [m for m in METHODS if m in s["methods"]]:
         cells = [table.get((*_row_key(m, h, regime), b, h, f)) for b in sets for f in ("off", on)]
         n = max((c["n"] for c in cells if c), default=0)
-        name = "teacher (HR net)" if m == "teacher" else m
+        name = ("teacher (as it is)" if s.get("student_init") else "teacher (HR net)") if m == "teacher" else m
         lines.append(f"| {name} | {n} | " + " | ".join(_fmt(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -262,8 +262,12 @@ def _data_text(summary: dict[str, Any]) -> str:
                 f"(train.rec), {s['pairs']} verification pairs of {s['test_ids']} disjoint identities (test.bin) "
                 "and the same pairs under another camera (shifted.bin: gamma, colour cast, contrast, blur, noise, "
                 "JPEG).")
-    return (f"{head}{sub} Teacher: {teacher}. Students: bridge_student at native "
-            f"{'/'.join(str(z) for z in s['lr_sizes'])} px, {budget}, seeds {s['seeds']}. Verification accuracy "
+    students = (f"bridge_student at native {'/'.join(str(z) for z in s['lr_sizes'])} px, {budget}")
+    if s.get("student_init") == "teacher":
+        students = (f"fine-tunes of the teacher (a trainable copy: its network and input size; `none` is the plain "
+                    f"low-resolution fine-tune) on faces shrunk to {'/'.join(map(str, s['finetune_lr_sizes']))} px "
+                    f"and enlarged back, {budget}; `bridge`: {students}")
+    return (f"{head}{sub} Teacher: {teacher}. Students: {students}, seeds {s['seeds']}. Verification accuracy "
             "(%), 10-fold; mean ± std over seeds (sample std).")
 
 

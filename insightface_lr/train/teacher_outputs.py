@@ -56,8 +56,10 @@ def prepare_teacher_outputs(cfg: TrainConfig, ctx: DistContext, dataset: Dataset
     key = cache_key(teacher.checksum, file_fingerprint(rec_path(cfg)), TEACHER_INPUT_SIZE, dtype)
     root = Path(cfg.teacher_cache_dir).expanduser() if cfg.teacher_cache_dir else default_cache_dir()
     if ctx.is_main:  # one rank computes (or waits for another run that does), the others wait, then map it
-        open_or_build_cache(root, key, dataset, teacher, device=ctx.device, num_workers=cfg.num_workers,
-                            progress=progress, dtype=dtype)
+        # batches of the run's size: 256 faces (x2 with the mirror) of a 112-px network allocate activations of
+        # ~400 MB per layer, beyond glibc's mmap threshold (runtime.tune_malloc): each one faulted in afresh
+        open_or_build_cache(root, key, dataset, teacher, batch_size=min(256, cfg.batch_size), device=ctx.device,
+                            num_workers=cfg.num_workers, progress=progress, dtype=dtype)
     barrier(ctx)
     cache = open_or_build_cache(root, key, dataset, teacher, device=ctx.device, progress=False, dtype=dtype)
     centres = None

@@ -62,6 +62,9 @@ def test_teacher_gets_every_facebn_mode_students_the_headline_one(pretrained_run
     modes = lambda m: {r["facebn"] for r in summary["records"] if r["method"] == m and r["weight"] is None}  # noqa: E731
     assert modes("teacher") == {"off", settings.facebn_mode, "batch"}
     assert modes("none") == modes("aird") == {"off", settings.facebn_mode}
+    cells = lambda m: {(r["bin"], r["size"]) for r in summary["records"] if r["method"] == m and r["weight"] is None}  # noqa: E731
+    assert cells("teacher") == {(b, z) for b in ("test", "val") for z in (112, 16)}
+    assert cells("aird") == {("test", 16)}  # students: the headline size, the test sets (val is for tuning)
     claims = [c["claim"] for c in summary["claims"]]
     assert any(c.startswith("aird beats none by >= 1 points") for c in claims)
     assert {r["regime"] for r in summary["records"] if r["method"] != "teacher"} == {"same"}
