@@ -81,6 +81,16 @@ def _interrupt(signum: int, frame) -> None:
     raise KeyboardInterrupt  # SIGTERM (a scheduler, `kill`) ends a command the way Ctrl-C does
 
 
+# Installed for both signals whatever the disposition this process inherited. A command started with `&` from
+# a non-interactive shell (a CI script, `nohup cmd &` in a job file) inherits SIGINT *ignored* (POSIX), and
+# Python then never raises KeyboardInterrupt: `kill -INT`, `scancel --signal=INT` or a runner's SIGINT would
+# be a silent no-op and the run would go on for hours. Every command here stops cleanly (outputs are written
+# whole, runs resume exactly), so honouring a stop request costs nothing, while ignoring one costs the
+# scheduler's SIGKILL later. (The inherited SIG_IGN protects background jobs from a terminal's Ctrl-C aimed
+# at the script; a user who wants that for a long run can start it with `setsid`.)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
 def _interrupted_line(args: argparse.Namespace) -> str:
     hint = getattr(_module(args._module), "interrupted_hint", None)
     return f"insightface-lr {args.command}: interrupted; {hint(args) if hint else 're-run to continue'}"
@@ -98,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tune_malloc()
         threads = command_threads(args.command, getattr(args, "threads", None))
-    previous = signal.signal(signal.SIGTERM, _interrupt) if _in_main_thread() else None
+    previous = {signum: signal.signal(signum, _interrupt) for signum in STOP_SIGNALS} if _in_main_thread() else {}
     try:
         with threads:
             return int(_module(args._module).run(args) or 0)
@@ -116,8 +126,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"insightface-lr {args.command}: error: {exc.filename}: {exc.strerror}", file=sys.stderr)
         return EXIT_USER_ERROR
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            if handler is not None:  # None: a handler not installed from Python, which cannot be put back
+                signal.signal(signum, handler)
 
 
 def _in_main_thread() -> bool:

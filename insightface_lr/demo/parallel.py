@@ -10,12 +10,25 @@ wall time, never a number. Two rules keep workers from stepping on each other:
 
 Workers are started with ``spawn`` (a forked OpenMP runtime can hang) and, on Linux, ask the kernel to kill
 them when the parent dies, so a killed demo never leaves a worker writing into the folder of its re-run.
+
+Stopping (Ctrl-C, SIGTERM): only the parent decides. Workers ignore SIGINT (a terminal's Ctrl-C reaches the
+whole process group; a worker's own KeyboardInterrupt would print a traceback per worker), and the parent,
+interrupted, cancels what has not started and terminates the running workers at once instead of waiting for
+their stages (a student can take minutes; a scheduler SIGKILLs 10-30 s after its SIGTERM). That loses
+nothing: every output is written atomically and every stage resumes (a student from its last checkpoint), so
+a killed stage is simply redone by the re-run, bit for bit as an uninterrupted run. The temporary files of
+the writes a killed worker had under way (``atomic.py`` names them after the writer's pid) are removed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import InsightFaceLRError
@@ -50,21 +63,77 @@ def run_tasks(pipeline: DemoPipeline, names: list[str]) -> None:
         return
     import multiprocessing
 
+    pool = ProcessPoolExecutor(max_workers=pipeline.jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(pipeline.threads,))
     try:
-        with ProcessPoolExecutor(max_workers=pipeline.jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(pipeline.threads,)) as pool:
-            _schedule(pipeline, pool, *task_order(pipeline, names))
+        _schedule(pipeline, pool, *task_order(pipeline, names))
     except BrokenProcessPool as exc:  # a worker was killed (out of memory?) or exited without a Python error
+        stop_workers(pool, pipeline.out)
         raise InsightFaceLRError(
             f"demo: a worker process died without an error message ({exc}); what finished is kept in "
             f"{pipeline.out}: re-run the same command to continue, or use --jobs 1 to run in one process") from exc
+    except BaseException:  # KeyboardInterrupt (Ctrl-C, or SIGTERM through the cli): stop now, not after the stages
+        stop_workers(pool, pipeline.out)
+        raise
+    pool.shutdown(wait=True)
+
+
+def stop_workers(pool: ProcessPoolExecutor, out: Path, grace_s: float = 2.0) -> list[int]:
+    """Cancel the pool's pending tasks and end its workers: SIGTERM (a worker has no handler for it, so it
+    dies at once), SIGKILL for any still alive after ``grace_s``; then remove the temporary files of their
+    unfinished atomic writes under ``out``. Returns the workers' pids."""
+    # the pool's processes are private API; Python 3.14's ProcessPoolExecutor.terminate_workers() does the same
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + grace_s
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+    for process in processes:
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    pool.shutdown(wait=True, cancel_futures=True)  # quick: no worker is left to wait for
+    pids = [process.pid for process in processes if process.pid is not None]
+    remove_temporaries(Path(out), pids)
+    return pids
+
+
+def remove_temporaries(folder: Path, pids: list[int]) -> int:
+    """Remove the temporary siblings ``.<name>.<pid>.<token>.tmp`` (``atomic.py``) that the processes ``pids``
+    left under ``folder``; returns how many. Files of other (live) writers are left alone."""
+    removed = 0
+    for pid in pids:
+        for path in folder.rglob(f".*.{pid}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+    return removed
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """SIGINT blocked in this thread meanwhile: a worker spawned inside inherits the blocked mask across exec,
+    so a Ctrl-C during its start-up (before :func:`_init_worker` ignores SIGINT) cannot raise in it; a SIGINT
+    that reaches the parent meanwhile is delivered when the block ends, not lost."""
+    if not hasattr(signal, "pthread_sigmask"):  # not POSIX
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _schedule(pipeline: DemoPipeline, pool: ProcessPoolExecutor, ready: list[str],
               waiting: dict[str, list[str]]) -> None:
     """Submit ``ready``; as each task ends merge its timings and submit the tasks it released. The first
     failure cancels what has not started and is raised."""
-    submit = lambda name: pool.submit(_run_in_worker, _worker_args(pipeline), name)  # noqa: E731
+    def submit(name: str):
+        with _sigint_blocked():  # the pool spawns a worker inside submit() when it has fewer than its maximum
+            return pool.submit(_run_in_worker, _worker_args(pipeline), name)
+
     running = {submit(name): name for name in ready}
     while running:
         done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -89,7 +158,15 @@ def _init_worker(threads: int) -> None:
     from ..runtime import die_with_parent, tune_malloc
 
     die_with_parent()  # first: importing torch can take a minute on a loaded box, and the parent may die meanwhile
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent stops the workers (module docstring)
+    import threading
+
     import torch
+    from tqdm import tqdm
+
+    # tqdm's default lock is a multiprocessing semaphore: a terminated worker would leave it registered, and the
+    # resource tracker would print a warning at the demo's exit. Workers draw no bars; a thread lock does.
+    tqdm.set_lock(threading.RLock())
 
     torch.set_num_threads(threads)
     tune_malloc()

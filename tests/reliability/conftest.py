@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))  # the helper module interrupting.py (--import-mode=importlib)
+
 PLUGIN_MODULE = "rel_plugin_backbone"
 NETWORK = "rel_tiny_mlp"
 
@@ -209,3 +211,61 @@ def checkpoints_of() -> Callable[[Path], tuple[list[int], list[Path]]]:
 def cli_env(plugin_dir) -> dict[str, str]:
     """:func:`child_env` without faults, for tests that start the console script themselves."""
     return child_env(plugin_dir)
+
+
+@pytest.fixture(scope="session")
+def student16(tmp_path_factory) -> Path:
+    """A built-in 16-px student (eval and export need no plugin for it)."""
+    import torch
+
+    from insightface_lr.models.teacher import save_student
+    from insightface_lr.registry import BACKBONES
+
+    torch.manual_seed(0)
+    model = BACKBONES.build("bridge_student", embedding_size=16, input_size=16)
+    return save_student(tmp_path_factory.mktemp("hostile_student") / "s16.pt", model.eval(), network="bridge_student")
+
+
+@pytest.fixture(scope="session")
+def pause_dir(tmp_path_factory) -> Path:
+    """A folder whose ``sitecustomize.py`` is :mod:`stage_pause` (every child process started with it on
+    PYTHONPATH, the demo's spawned workers too, can be held inside a stage; see that module)."""
+    root = tmp_path_factory.mktemp("stage_pause")
+    (root / "sitecustomize.py").write_text((Path(__file__).parent / "stage_pause.py").read_text())
+    return root
+
+
+def _runner_dispositions() -> None:
+    """In the child before exec: SIGINT ignored, as a process started with `&` by a non-interactive shell
+    inherits it (how a CI runner may start the suite); the command must stop on SIGINT all the same."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.fixture(scope="session")
+def interrupt_cli(plugin_dir, pause_dir) -> Callable[..., tuple[int, str, float]]:
+    """``interrupt_cli(argv, pause, sig, marker, python=(...))`` -> ``(exit code, stderr, seconds from the signal
+    to the exit)``: the command started with SIGINT ignored (whatever this runner's dispositions are), held by
+    ``pause`` (``IFLR_PAUSE``, :mod:`stage_pause`) inside a stage, signalled there, then let go."""
+    import time
+
+    def run(argv: list[str], pause: str, sig: int, marker: Path, python: tuple[str, ...] = ("-m", "insightface_lr"),
+            timeout: float = 240) -> tuple[int, str, float]:
+        env = dict(child_env(plugin_dir), PYTHONPATH=f"{plugin_dir}{os.pathsep}{pause_dir}", IFLR_PAUSE=pause,
+                   IFLR_PAUSE_FILE=str(marker))
+        process = subprocess.Popen([sys.executable, *python, *argv], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True, preexec_fn=_runner_dispositions)
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"never reached the pause {pause}: {process.communicate()[1][-2000:]}")
+            time.sleep(0.02)
+        process.send_signal(sig)
+        sent = time.monotonic()
+        marker.unlink()  # let the held call go on: a command that stops after its current step can do so
+        _, err = process.communicate(timeout=120)
+        return process.returncode, err, time.monotonic() - sent
+
+    return run

@@ -5,6 +5,7 @@ named. Each case printed a traceback, torch's advice, a wrong culprit or nothing
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from interrupting import SIGNALS, assert_stopped, cli_ok, no_temporaries
 
 from insightface_lr.data.image_codec import encode_jpeg
 
@@ -57,19 +59,6 @@ def hostile(tmp_path_factory, tiny_data) -> dict[str, Path]:
     (root / "faces" / "bob" / "notes.png").write_bytes(b"hello")
     (root / "faces" / "bob" / "big.jpg").write_bytes(encode_jpeg(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)))
     return root
-
-
-@pytest.fixture(scope="module")
-def student16(tmp_path_factory) -> Path:
-    """A built-in 16-px student (eval and export need no plugin for it)."""
-    import torch
-
-    from insightface_lr.models.teacher import save_student
-    from insightface_lr.registry import BACKBONES
-
-    torch.manual_seed(0)
-    model = BACKBONES.build("bridge_student", embedding_size=16, input_size=16)
-    return save_student(tmp_path_factory.mktemp("hostile_student") / "s16.pt", model.eval(), network="bridge_student")
 
 
 def _cases(d: Path, h: Path, s: Path, t: Path, train) -> dict[str, tuple[list[str], list[str], list[str]]]:
@@ -167,25 +156,29 @@ def test_interrupted_training_says_how_to_continue(sig, tiny_data, train_args, c
     assert (out / "checkpoints" / f"step{step:08d}_rank0.pt").is_file()
 
 
-@pytest.mark.slow  # flaky under load since probes are made once (session 5 note, issue 18): rc 0, then a 120 s hang
-def test_interrupted_eval_keeps_its_finished_cells(tiny_data, student16, cli_env, tmp_path) -> None:
-    from insightface_lr.data.synthetic import write_synthetic_dataset
+def _eval_argv(model: Path, bin_path: Path, out: Path) -> list[str]:
+    return ["eval", "--model", str(model), "--bins", str(bin_path), "--sizes", "16,12,8", "--facebn", "batch",
+            "--out", str(out), "--quiet", "--no-plots", "--device", "cpu", "--threads", "1"]
 
-    out = tmp_path / "rep"
-    # a set large enough that every cell takes a while (cells are fast now that probes are made once, and the
-    # cell cache would answer copies of one set): minutes of work, interrupted after the first two cells
-    big = write_synthetic_dataset(tmp_path / "big", train_ids=2, test_ids=30, images_per_identity=10, pairs=600,
-                                  seed=7).test_bin
-    sizes = ",".join(str(s) for s in range(8, 64))
-    argv = ["eval", "--model", str(student16), "--bins", str(big), "--sizes", sizes, "--facebn", "batch,online",
-            "--out", str(out), "--quiet", "--no-plots", "--device", "cpu"]
-    process = subprocess.Popen([str(SCRIPT), *argv], env=cli_env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
-    code, err = _interrupt_when(process, lambda: len(list((out / "eval_cells").glob("*.json"))) >= 2,
-                                signal.SIGINT)
-    lines = err.strip().splitlines()
-    assert code == 130 and len(lines) == 1 and "Traceback" not in err, err[-2000:]
-    assert lines[0] == (f"insightface-lr eval: interrupted; finished cells are kept in {out / 'eval_cells'}; "
-                        "re-run the same command to continue from them")
-    assert len(list((out / "eval_cells").glob("*.json"))) >= 2 and not (out / "results.json").exists()
-    assert not [p for p in (out / "eval_cells").iterdir() if p.suffix != ".json"]  # no torn temp file left
+
+def _eval_numbers(out: Path) -> list:
+    records = json.loads((out / "results.json").read_text())["records"]
+    return [json.dumps({k: v for k, v in r.items() if k != "seconds"}, sort_keys=True) for r in records]
+
+
+@SIGNALS
+def test_interrupted_eval_keeps_its_finished_cells(sig, tiny_data, student16, interrupt_cli, cli_env,
+                                                   tmp_path) -> None:
+    out, reference = tmp_path / "rep", tmp_path / "ref"
+    cli_ok(_eval_argv(student16, tiny_data / "test.bin", reference), cli_env)
+    result = interrupt_cli(_eval_argv(student16, tiny_data / "test.bin", out),
+                           "insightface_lr.eval.report:evaluate_cell:3", sig, tmp_path / "held")
+    assert_stopped(result, f"insightface-lr eval: interrupted; finished cells are kept in {out / 'eval_cells'}; "
+                            "re-run the same command to continue from them")
+    assert len(list((out / "eval_cells").glob("*.json"))) == 2 and not (out / "results.json").exists()
+    no_temporaries(out)
+    again = cli_ok(_eval_argv(student16, tiny_data / "test.bin", out), cli_env)
+    assert "reused 2 finished cell(s)" in again.stdout
+    assert _eval_numbers(out) == _eval_numbers(reference)
+
+
