@@ -237,6 +237,7 @@ class DemoPipeline:
         """Train one model from ``recipes/<recipe>`` on ``rec`` with ``fields`` on top; resumes from its
         checkpoints."""
         from ..train.config import load_config
+        from ..train.run_record import holds_a_run  # resume a killed run; a fresh one has nothing to resume
         from ..train.trainer import Trainer
 
         recipe_path = self.recipes / recipe
@@ -245,7 +246,7 @@ class DemoPipeline:
         output.mkdir(parents=True, exist_ok=True)
         if cache is not None:  # the runs on one teacher and data share its cache instead of each computing one
             fields = {**fields, "teacher_cache_dir": str(self.out / "cache" / cache)}
-        cfg = load_config(recipe_path, {"rec": str(rec), "output": str(output), "resume": True,
+        cfg = load_config(recipe_path, {"rec": str(rec), "output": str(output), "resume": holds_a_run(output),
                                         "device": self.device, "batch_size": self.settings.batch_size, **fields})
         return Trainer(cfg, progress=self.progress).fit()
 

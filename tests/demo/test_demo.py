@@ -26,9 +26,20 @@ def _numbers(results: dict) -> list:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    import contextlib
+    import io
+
     out = tmp_path_factory.mktemp("demo") / "out"
-    summary = DemoPipeline(out, TINY, device="cpu", progress=False).run()
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        summary = DemoPipeline(out, TINY, device="cpu", progress=False).run()
+    (out.parent / "stderr.txt").write_text(stderr.getvalue())
     return out, summary
+
+
+def test_a_fresh_run_says_nothing_of_resuming(tiny_run):
+    out, _ = tiny_run
+    stderr = (out.parent / "stderr.txt").read_text()
+    assert "resume" not in stderr.lower(), stderr
 
 
 def test_tiny_run_writes_report_results_and_plots(tiny_run):
