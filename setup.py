@@ -10,7 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["insightface_lr", "insightface_lr.*"]),
-    package_data={"insightface_lr": ["py.typed"]},
+    # the demo's recipes are read at run time: they ship inside the package, so the wheel runs the main job
+    package_data={"insightface_lr": ["py.typed", "demo/recipes/*.py"]},
     install_requires=[
         # torch is pinned in the README's install command (an unpinned torch pulls GBs of CUDA wheels)
         "torch>=2.1",

@@ -79,7 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per job (1: the same numbers on any number of cores; "
                              "another value changes float reduction order and so the last digits)")
-    parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the repository's recipes/)")
+    parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the ones shipped in the "
+                                          "package, insightface_lr/demo/recipes/)")
     real = parser.add_argument_group("your own faces (instead of the synthetic set)")
     real.add_argument("--faces", metavar="FOLDER_OR_REC",
                       help="aligned 112x112 faces: FOLDER/<identity>/<image> or a train.rec; identities are split "

@@ -27,7 +27,7 @@ from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
 from .settings import DemoSettings
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parent / "recipes"  # shipped in the wheel (setup.py package_data)
 
 
 def _write_json(path: Path, obj: Any) -> None:
