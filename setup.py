@@ -1,12 +1,18 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).parent
+# the version lives in one place, the package (``insightface_lr.__version__``, ``insightface-lr --version``)
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "insightface_lr" / "__init__.py").read_text(encoding="utf-8"),
+                    re.MULTILINE).group(1)
+
 setup(
     name="insightface-lr",
-    version="0.1.0",
+    version=VERSION,
     description="Low-resolution face recognition by distillation for InsightFace's ArcFace pipeline",
-    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["insightface_lr", "insightface_lr.*"]),
