@@ -1,16 +1,23 @@
+import re
 from pathlib import Path
 
 from setuptools import find_packages, setup
 
+HERE = Path(__file__).parent
+# the version lives in one place, the package (``insightface_lr.__version__``, ``insightface-lr --version``)
+VERSION = re.search(r'^__version__ = "([^"]+)"', (HERE / "insightface_lr" / "__init__.py").read_text(encoding="utf-8"),
+                    re.MULTILINE).group(1)
+
 setup(
     name="insightface-lr",
-    version="0.1.0",
+    version=VERSION,
     description="Low-resolution face recognition by distillation for InsightFace's ArcFace pipeline",
-    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["insightface_lr", "insightface_lr.*"]),
-    package_data={"insightface_lr": ["py.typed"]},
+    # the demo's recipes are read at run time: they ship inside the package, so the wheel runs the main job
+    package_data={"insightface_lr": ["py.typed", "demo/recipes/*.py"]},
     install_requires=[
         # torch is pinned in the README's install command (an unpinned torch pulls GBs of CUDA wheels)
         "torch>=2.1",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place: setup.py reads it, CHANGELOG.md names it (tests/test_version.py)
 
 # public name -> module that defines it; resolved lazily (PEP 562)
 _PUBLIC = {

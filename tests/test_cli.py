@@ -87,3 +87,14 @@ def test_train_flags_name_the_field_they_override_and_its_default() -> None:
     for field in FLAG_FIELDS.values():
         assert f"(default: the config's `{field}`, else" in text, field
     assert "(default: the config's `lr`, else 0.1)" in text and "(default: the config's `batch_size`, else 128)" in text
+
+
+@pytest.mark.parametrize("name", sorted(cli.COMMANDS))
+def test_every_command_with_a_progress_bar_takes_no_progress(name: str) -> None:
+    import inspect
+
+    _, commands = _subparsers()
+    source = inspect.getsource(cli._module(cli.COMMANDS[name][0]))
+    shows_bars = "progress=" in source  # the commands hand their progress flag to the code that draws bars
+    options = {s: a.dest for a in commands[name]._actions for s in a.option_strings}
+    assert (options.get("--no-progress") == "no_progress") == shows_bars, name

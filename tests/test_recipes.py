@@ -6,16 +6,20 @@ from pathlib import Path
 
 import pytest
 
+from insightface_lr.demo.pipeline import RECIPES as DEMO_RECIPES
 from insightface_lr.losses.distiller import parse_spec
 from insightface_lr.registry import BACKBONES, LOSSES, import_plugins
 from insightface_lr.train.config import load_config
 
-RECIPES = sorted(p for p in (Path(__file__).parents[1] / "recipes").rglob("*.py") if p.name != "base.py")
+# the examples to copy (recipes/) and the demo's own, shipped inside the package
+RECIPES = sorted(p for p in (Path(__file__).parents[1] / "recipes").rglob("*.py") if p.name != "base.py") + sorted(
+    DEMO_RECIPES.glob("demo_*.py"))
 
 
 def test_there_are_recipes_for_every_method() -> None:
     names = {p.stem for p in RECIPES}
     assert {"none", "kd", "feat", "rkd", "aird", "ccface", "bridge_step1", "bridge_step2", "teacher_r50"} <= names
+    assert {"demo_teacher", "demo_bridge_step1", "demo_student"} <= names
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: f"{p.parent.name}/{p.stem}")

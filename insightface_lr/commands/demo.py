@@ -42,7 +42,7 @@ def _real_fields(args: argparse.Namespace) -> dict:
     from ..errors import ConfigError
 
     fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or (),
-              "regimes": args.regimes or ("same", "subset"), "budget_seeds": args.budget_seeds or ()}
+              "budget_seeds": args.budget_seeds or (), **({"regimes": args.regimes} if args.regimes else {})}
     if not args.faces:
         if args.test_bin or args.teacher:
             raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
@@ -77,7 +77,7 @@ def _extension(args: argparse.Namespace):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="demo_out",
                         help="output folder (a killed run re-run with the same --out continues)")
-    parser.add_argument("--quick", action="store_true", help="~3 min on 2 CPU cores: less data, one seed, 16 px only")
+    parser.add_argument("--quick", action="store_true", help="the smoke run: less data, one seed, regime subset")
     parser.add_argument("--seeds", type=int_list_argument, help="student seeds (default: 0,1,2; --quick: 0)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--jobs", type=int,
@@ -86,7 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per job (1: the same numbers on any number of cores; "
                              "another value changes float reduction order and so the last digits)")
-    parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the repository's recipes/)")
+    parser.add_argument("--recipes", help="folder with the demo_*.py recipes (default: the ones shipped in the "
+                                          "package, insightface_lr/demo/recipes/)")
     real = parser.add_argument_group("your own faces (instead of the synthetic set)")
     real.add_argument("--faces", metavar="FOLDER_OR_REC",
                       help="aligned 112x112 faces: FOLDER/<identity>/<image> or a train.rec; identities are split "
@@ -101,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                            "'scratch' trains bridge_students from scratch")
     parser.add_argument("--regimes", type=name_list_argument,
                         help="same: students train on the teacher's identities; subset: on a seeded "
-                             "--student-fraction of them (the teacher knows more). Default: both")
+                             "--student-fraction of them (the teacher knows more). Default: subset (synthetic), "
+                             "same,subset (--faces)")
     real.add_argument("--same-seeds", type=int_list_argument,
                       help="seeds of regime 'same' (default: --seeds); its students train on every identity, "
                            "so each costs 1/student-fraction times a 'subset' student")

@@ -65,7 +65,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--network", help="backbone name for a backbone.pth whose network cannot be inferred")
     parser.add_argument("--roc-size", type=int, help="probe size of the ROC plot (default: the smallest size)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true",
+                        help="no progress bars (as in train and demo; --quiet is the earlier spelling)")
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="torch intra-op threads (default: the cores idle at start; a team larger than the "
                              "free cores is slower than one thread, see BENCHMARKS.md)")
@@ -155,14 +156,15 @@ def run(args: argparse.Namespace) -> int:
     if sweep is not None:
         from ..eval.report import markdown_tables, run_sweep, write_report
 
-        results = run_sweep(models, sweep[0], device=device, progress=not args.quiet, config=sweep[1], cache=cache)
+        results = run_sweep(models, sweep[0], device=device, progress=not args.no_progress, config=sweep[1],
+                            cache=cache)
         written = write_report(results, args.out, roc_size=args.roc_size, plots=not args.no_plots)
         _show(markdown_tables(results, ("accuracy_mean", "val")), written, results)
     if ident is not None:
         from ..eval import identification_report as report
 
         results = report.run_identification(models, args.identification, args.distractors, ident, device=device,
-                                            progress=not args.quiet, cache=cache)
+                                            progress=not args.no_progress, cache=cache)
         _show(report.identification_markdown(results), report.write_identification_report(results, args.out),
               results)
     if protocol is not None:
@@ -172,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
         bench, config = protocol
         embeddings = args.cache or str(Path(args.out) / "embeddings")
         results = run_protocol(models, args.protocol, bench, embeddings, config, device=device,
-                               progress=not args.quiet)
+                               progress=not args.no_progress)
         _show(protocol_markdown(results), write_protocol_report(results, args.out, plots=not args.no_plots), results)
     if cache.hits:
         print(f"reused {cache.hits} finished cell(s) of the interrupted run from {cache.folder}")

@@ -27,7 +27,7 @@ from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
 from .settings import DemoSettings
 
-RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+RECIPES = Path(__file__).resolve().parent / "recipes"  # shipped in the wheel (setup.py package_data)
 
 
 def _write_json(path: Path, obj: Any) -> None:
@@ -242,6 +242,7 @@ class DemoPipeline:
         """Train one model from ``recipes/<recipe>`` on ``rec`` with ``fields`` on top; resumes from its
         checkpoints."""
         from ..train.config import load_config
+        from ..train.run_record import holds_a_run  # resume a killed run; a fresh one has nothing to resume
         from ..train.trainer import Trainer
 
         recipe_path = self.recipes / recipe
@@ -250,7 +251,7 @@ class DemoPipeline:
         output.mkdir(parents=True, exist_ok=True)
         if cache is not None:  # the runs on one teacher and data share its cache instead of each computing one
             fields = {**fields, "teacher_cache_dir": str(self.out / "cache" / cache)}
-        cfg = load_config(recipe_path, {"rec": str(rec), "output": str(output), "resume": True,
+        cfg = load_config(recipe_path, {"rec": str(rec), "output": str(output), "resume": holds_a_run(output),
                                         "device": self.device, "batch_size": self.settings.batch_size, **fields})
         return Trainer(cfg, progress=self.progress).fit()
 

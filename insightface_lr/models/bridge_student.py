@@ -73,6 +73,7 @@ class BridgeStudent(nn.Module):
         super().__init__()
         _check_args(embedding_size, input_size, dropout, widths, blocks)
         self.input_size, self.embedding_size, self.fp16 = int(input_size), int(embedding_size), bool(fp16)
+        self.widths, self.blocks = tuple(int(w) for w in widths), tuple(int(b) for b in blocks)
         extra = _stem_downsamplings(self.input_size)
         stem = conv_bn(3, widths[0], 3, stride=2 if extra else 1)
         stem += [SeparableBlock(widths[0], widths[0], 2) for _ in range(extra - 1)]
@@ -95,6 +96,11 @@ class BridgeStudent(nn.Module):
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def build_options(self) -> dict[str, object]:
+        """The factory options that shape the weights (``save_student`` records them)."""
+        return {"embedding_size": self.embedding_size, "input_size": self.input_size, "widths": list(self.widths),
+                "blocks": list(self.blocks)}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, input_size, input_size]`` -> ``[B, embedding_size]``."""

@@ -35,6 +35,7 @@ The wrapped model is never changed: the stats live in FaceBN's banks (one per in
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Iterable, Iterator, Mapping
@@ -146,30 +147,39 @@ class FaceBN(nn.Module):
         if self.mode in ("batch", "prior"):
             raise ConfigError(f"FaceBN mode={self.mode!r} uses each batch's own statistics; calibrate() needs "
                               "mode='calibrate' (or 'online' to start the running estimate from it)")
-        if passes == "exact":  # after pass p the first p adapted layers hold the whole set's exact statistics
+        exact = passes == "exact"
+        if exact:  # after pass p the first p adapted layers hold the whole set's exact statistics
             passes = len(self._layers)
         if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
             raise ConfigError(f"FaceBN.calibrate: passes must be a positive integer or 'exact', got {passes!r}")
         if passes > 1 and isinstance(batches, Iterator):
             raise ConfigError("FaceBN.calibrate: passes > 1 needs a re-iterable set of batches (a list or a "
                               "DataLoader), not a one-shot iterator")
+        names = list(self._layers)
         reference: dict[int | None, Stats] | None = None
-        for _ in range(passes):
-            reference = self._calibration_pass(batches, image_key, reference)
+        for index in range(passes):
+            # nothing after the last layer still measured changes a result: pass p of an exact calibration stops
+            # at adapted layer p (the later ones are measured again in later passes), every pass at the last one
+            stop = names[index] if exact else names[-1]
+            measured = self._calibration_pass(batches, image_key, reference, stop)
+            reference = {key: {**(reference or {}).get(key, {}), **bank} for key, bank in measured.items()}
         self._banks = reference
         self._calibrated = True
         return self
 
-    def _calibration_pass(self, batches: Iterable[Any], image_key: str,
-                          reference: dict[int | None, Stats] | None) -> dict[int | None, Stats]:
+    def _calibration_pass(self, batches: Iterable[Any], image_key: str, reference: dict[int | None, Stats] | None,
+                          stop: str | None = None) -> dict[int | None, Stats]:
         """One pass: each bank's (prior-mixed) statistics, layers normalised meanwhile with ``reference``
-        (``None``: each batch's own statistics)."""
+        (``None``: each batch's own statistics). The forward ends once layer ``stop`` and every layer before it
+        are measured (the rest of the network would change no statistic of this pass)."""
         moments: dict[int | None, dict[str, _Moments]] = {}
+        needed = set(list(self._layers)[:list(self._layers).index(stop) + 1]) if stop is not None else set()
         for x in _images(batches, image_key):
             key = self._key(x)
             bank = moments.setdefault(key, {})
             fixed = None if reference is None else reference.get(key)
-            with self._swapped(functools.partial(self._accumulate, bank=bank, fixed=fixed)):
+            measure = functools.partial(self._accumulate, bank=bank, fixed=fixed, stop=stop, needed=needed)
+            with self._swapped(measure), contextlib.suppress(_Measured):
                 self.module(x)
         if not moments:
             raise DataFormatError("FaceBN.calibrate: the iterable of target faces yielded no batch")
@@ -203,11 +213,14 @@ class FaceBN(nn.Module):
         return _plain(mixed[0]), _plain(mixed[1])
 
     def _accumulate(self, name: str, bn: nn.Module, h: torch.Tensor, bank: dict[str, _Moments],
-                    fixed: Stats | None = None) -> torch.Tensor:
+                    fixed: Stats | None = None, stop: str | None = None,
+                    needed: set[str] | frozenset[str] = frozenset()) -> torch.Tensor:
         moments = bank.setdefault(name, _Moments())
         moments.update(h)
+        if name == stop and needed <= bank.keys():
+            raise _Measured
         if fixed is not None or h.numel() // h.shape[1] < 2:  # a previous pass's, or the source statistics
-            mean, var = (fixed or self._source)[name]
+            mean, var = (fixed if fixed is not None and name in fixed else self._source)[name]
             weight, bias = _frozen(bn.weight), _frozen(bn.bias)
             return F.batch_norm(h, mean.to(h.device), var.to(h.device), weight, bias, False, 0.0, bn.eps)
         # later layers must see inputs normalised as adapted: use the batch's own statistics meanwhile
@@ -228,6 +241,10 @@ class FaceBN(nn.Module):
                 bn.__dict__.pop("forward", None)
             for m, flag in flags:
                 m.training = flag
+
+
+class _Measured(Exception):
+    """Ends a calibration forward once every layer it measures has been seen."""
 
 
 def prior_mix(source_mean: torch.Tensor, source_var: torch.Tensor, target_mean: torch.Tensor,

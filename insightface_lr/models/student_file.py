@@ -38,7 +38,8 @@ def save_student(
     rebuilds it.
 
     ``network``: the registered backbone name (default ``meta["network"]`` or ``model.network``);
-    ``kwargs``: its build options (default ``embedding_size``/``input_size`` read from the model).
+    ``kwargs``: build options beyond what the module knows of itself (see :func:`build_options`); an option
+    that disagrees with the module is a :class:`ConfigError`.
     ``meta`` must hold only plain values (str, numbers, bools, None, lists, dicts) so that it loads
     with ``weights_only=True``. ``plugins``: modules that register the model's parts (the run's ``plugins``);
     the module defining the model's class is recorded too.
@@ -49,10 +50,9 @@ def save_student(
     network = network or meta.get("network") or getattr(model, "network", None)
     if not network:
         raise ConfigError("save_student: pass network=<registered backbone name> (e.g. 'bridge_student')")
-    if kwargs is None:
-        kwargs = {k: int(getattr(model, k)) for k in ("embedding_size", "input_size") if hasattr(model, k)}
+    kwargs = build_options(model, kwargs)
     _check_plain(meta, "meta")
-    _check_plain(dict(kwargs), "kwargs")
+    _check_plain(kwargs, "kwargs")
     state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     defining = [] if type(model).__module__ == "__main__" else [type(model).__module__]
     payload = {"format": STUDENT_FORMAT, "network": str(network), "kwargs": dict(kwargs),
@@ -61,6 +61,34 @@ def save_student(
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
+
+
+def build_options(model: nn.Module, given: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The options that rebuild ``model``: its ``build_options()`` (a dict of plain values) when it has one, else
+    its ``embedding_size``/``input_size`` attributes (every registered network has them), merged with ``given``.
+
+    ``given`` may add options the module cannot report (a factory argument it does not store); one that the
+    module reports with another value would write a file whose weights do not fit the network it names, so it
+    is refused (tuples and lists compare equal: JSON-like files hold lists)."""
+    method = getattr(model, "build_options", None)
+    if callable(method):
+        known = dict(method())
+    else:
+        known = {k: int(getattr(model, k)) for k in ("embedding_size", "input_size") if hasattr(model, k)}
+    for key, value in (given or {}).items():
+        if key in known and _plain(known[key]) != _plain(value):
+            raise ConfigError(f"save_student: kwargs {key}={value!r} disagrees with the module "
+                              f"({type(model).__name__}.{key} = {known[key]!r}); leave it out or fix it")
+    return {**{k: _plain(v) for k, v in (given or {}).items()}, **{k: _plain(v) for k, v in known.items()}}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists (the form a saved file holds), recursively."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def load_student(path: str | Path, device: str | torch.device = "cpu",

@@ -26,9 +26,20 @@ def _numbers(results: dict) -> list:
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
+    import contextlib
+    import io
+
     out = tmp_path_factory.mktemp("demo") / "out"
-    summary = DemoPipeline(out, TINY, device="cpu", progress=False).run()
+    with contextlib.redirect_stderr(io.StringIO()) as stderr:
+        summary = DemoPipeline(out, TINY, device="cpu", progress=False).run()
+    (out.parent / "stderr.txt").write_text(stderr.getvalue())
     return out, summary
+
+
+def test_a_fresh_run_says_nothing_of_resuming(tiny_run):
+    out, _ = tiny_run
+    stderr = (out.parent / "stderr.txt").read_text()
+    assert "resume" not in stderr.lower(), stderr
 
 
 def test_tiny_run_writes_report_results_and_plots(tiny_run):
@@ -164,7 +175,8 @@ def test_a_worker_that_dies_gives_one_clear_error_and_keeps_finished_stages(tmp_
 def test_task_order_builds_each_shared_cache_once_before_its_users():
     from insightface_lr.demo.parallel import task_order
 
-    pipeline = DemoPipeline("unused", make_settings("full"), device="cpu", progress=False, jobs=2)
+    both = make_settings("full", regimes=("same", "subset"), lr_sizes=(16, 12))
+    pipeline = DemoPipeline("unused", both, device="cpu", progress=False, jobs=2)
     names = pipeline.model_names()
     ready, waiting = task_order(pipeline, names)
     followers = [n for group in waiting.values() for n in group]
@@ -263,12 +275,14 @@ def test_aggregate_and_claims_against_hand_numbers():
 
 
 def test_settings_cells_and_names():
-    cells = make_settings("full").student_cells()
+    assert make_settings("full").student_cells() == [(m, 16, seed, "subset") for seed in (0, 1, 2)
+                                                     for m in make_settings("full").methods]  # the main command
+    cells = make_settings("full", regimes=("same", "subset"), lr_sizes=(16, 12)).student_cells()
     assert len(cells) == 7 * 3 * 2 + 7  # 16 px: every seed and regime; 12 px: the first seed and regime
     assert cells[0] == ("none", 16, 0, "same") and ("aird", 12, 0, "same") in cells
     assert ("aird", 12, 1, "same") not in cells and ("aird", 12, 0, "subset") not in cells
     assert ("rkd", 16, 2, "subset") in cells
-    assert len(make_settings("quick").student_cells()) == 7 * 2  # 16 px, one seed, two regimes
+    assert len(make_settings("quick").student_cells()) == 7  # 16 px, one seed, regime subset
     assert _cell_fields("ccface_12px_s2") == {"method": "ccface", "lr_size": 12, "seed": 2, "regime": "same",
                                               "epochs": 0, "weight": None}
     for name in ("ccface_12px_s2", "aird_16px_s0_subset_e5", "kd_16px_s100_subset_w4", "none_16px_s1_e10"):
