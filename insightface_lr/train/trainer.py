@@ -161,9 +161,7 @@ class Trainer:
             meta = {"distill": self.cfg.distill, "steps": self.step, "lr_sizes": list(self.cfg.lr_sizes),
                     "verification": results, "config_hash": self.record["hash"],
                     "started_from": self.start.meta if self.start is not None else None}
-            options = self.student.build_options() if hasattr(self.student, "build_options") else None
-            save_student(path, self.student, meta, network=self.cfg.network, kwargs=options,
-                         plugins=self.cfg.plugins)
+            save_student(path, self.student, meta, network=self.cfg.network, plugins=self.cfg.plugins)
         barrier(self.ctx)
         return path
 

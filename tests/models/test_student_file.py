@@ -20,13 +20,26 @@ HEAVY = {"r100", "r200"}
                                      for n in BACKBONES.names()])
 def test_partial_kwargs_round_trip_for_every_registered_network(tmp_path, network) -> None:
     torch.manual_seed(0)
-    net = BACKBONES.build(network, embedding_size=EMBEDDING, input_size=16).eval()
+    net = BACKBONES.build(network, embedding_size=EMBEDDING, input_size=16, **_extra_options(network)).eval()
     path = save_student(tmp_path / "s.pt", net, network=network, kwargs={"input_size": 16})
     loaded, _ = load_student(path)
     assert loaded.embedding_size == EMBEDDING and loaded.input_size == 16
     assert type(loaded) is type(net)
     state = net.state_dict()  # weights, not outputs: a fresh r100/r200 overflows to nan on random faces
     assert all(torch.equal(v, state[k]) for k, v in loaded.state_dict().items()) and len(state) > 0
+
+
+def _extra_options(network: str) -> dict:
+    """Options a network cannot be built without: an MXNet import's graph (a tiny conv -> fc symbol)."""
+    if network != "mxnet_graph":
+        return {}
+    from mxnet_symbols import SymbolBuilder
+
+    sb = SymbolBuilder()
+    x = sb.conv("conv0", 0, 3, 4, 3, stride=(2, 2), pad=(1, 1))
+    head = sb.bn("fc1", sb.fc("pre_fc1", sb.bn("bn0", x, 4, fix_gamma=False), 4 * 8 * 8, EMBEDDING), EMBEDDING,
+                 fix_gamma=True)
+    return {"symbol": sb.text(head)}
 
 
 def test_bridge_student_keeps_its_non_default_widths(tmp_path) -> None:
