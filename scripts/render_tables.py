@@ -79,7 +79,37 @@ def real_table(summary: dict[str, Any], regime: str, facebn: str, weights: bool)
     return "\n".join(lines) + "\n"
 
 
+def _gap(summary: dict[str, Any], left: tuple[str, str, str], right: tuple[str, str, str], regime: str) -> str:
+    """``left - right`` for (method, set, FaceBN mode) cells of ``regime``: the difference of means and the
+    per-seed differences (the noise it must be read against)."""
+    a, b = _cell(summary, *left[:1], regime, *left[1:]), _cell(summary, *right[:1], regime, *right[1:])
+    if a is None or b is None:
+        return "n/a"
+    by_seed = dict(zip(b["seeds"], b["values"], strict=True))
+    diffs = [v - by_seed[seed] for seed, v in zip(a["seeds"], a["values"], strict=True) if seed in by_seed]
+    per_seed = "/".join(f"{d:+.1f}" for d in diffs)
+    return f"{a['mean'] - b['mean']:+.1f} ({per_seed})" if len(diffs) > 1 else f"{a['mean'] - b['mean']:+.1f}"
+
+
+def gaps_table(summary: dict[str, Any]) -> str:
+    """The differences the demo is about, per regime, at the headline size: each distilling method against
+    ``none`` and ``aird`` against ``kd`` (test set, FaceBN off), and FaceBN's gain on the shifted set."""
+    s = summary["settings"]
+    first, on = ("test", s["facebn_mode"])
+    rows = [(f"{m} - none", (m, first, "off"), ("none", first, "off")) for m in s["methods"] if m != "none"]
+    rows.append(("aird - kd", ("aird", first, "off"), ("kd", first, "off")))
+    rows += [(f"FaceBN {on} gain, {m}, shifted set", (m, "shifted", on), (m, "shifted", "off"))
+             for m in ("none", "aird") if m in s["methods"]]
+    regimes = s["regimes"]
+    lines = [f"| points at {s['headline_size']} px (per seed) | " + " | ".join(f"regime {r}" for r in regimes) + " |",
+             "|---|" + "---:|" * len(regimes)]
+    lines += [f"| {name} | " + " | ".join(_gap(summary, left, right, r) for r in regimes) + " |"
+              for name, left, right in rows]
+    return "\n".join(lines) + "\n"
+
+
 TABLES: dict[str, Table] = {
+    "synthetic_gaps": Table("docs/demo/summary.json", gaps_table),
     "synthetic": Table("docs/demo/summary.json", partial(synthetic_table, regime="subset")),
     "synthetic_same": Table("docs/demo/summary.json", partial(synthetic_table, regime="same")),
     "real_subset": Table("docs/real_faces/summary.json",
