@@ -37,7 +37,9 @@ setup(
         # mxnet 1.9.1 is dead upstream and breaks on numpy >= 1.24: only ever optional, in its own venv
         "mxnet": ["mxnet==1.9.1", "numpy<1.24"],
         "onnx": ["onnx>=1.14", "onnxruntime>=1.16"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4"],
+        # pdoc: the API reference (scripts/build_api_docs.py), built and checked by the default test suite
+        "docs": ["pdoc>=14"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6", "ruff>=0.4", "pdoc>=14"],
     },
     entry_points={"console_scripts": ["insightface-lr=insightface_lr.cli:main"]},
 )

@@ -65,6 +65,7 @@ class Registry:
         return self.get(name)(*args, **kwargs)
 
     def names(self) -> list[str]:
+        """Every registered name, sorted (the built-ins loaded first)."""
         self.load_builtins()
         return sorted(self._entries)
 
@@ -100,10 +101,14 @@ LOSSES = DISTILL_TERMS  # the registry's earlier name, kept for existing plugins
 
 
 def register_backbone(name: str | None = None) -> Callable[[T], T]:
+    """``@register_backbone("mine")``: a network factory taking ``embedding_size``, ``input_size``, ``dropout``,
+    ``fp16`` and returning an ``nn.Module`` with those ``input_size``/``embedding_size`` attributes (see
+    :mod:`insightface_lr.models.factory`); selectable as ``--network mine``."""
     return BACKBONES.register(name)
 
 
 def register_head(name: str | None = None) -> Callable[[T], T]:
+    """``@register_head("mine")``: a margin head ``(cosine [B, C], labels [B]) -> logits [B, C]``."""
     return HEADS.register(name)
 
 

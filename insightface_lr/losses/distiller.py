@@ -152,22 +152,27 @@ class Distiller(nn.Module):
 
     @property
     def requires_teacher_centres(self) -> bool:
+        """Some term cannot run without ``teacher_centres`` ``[C, Dt]`` (the step computes them)."""
         return self._any_term("requires_teacher_centres")
 
     @property
     def uses_teacher_centres(self) -> bool:
+        """Some term reads ``teacher_centres`` when they exist (required or optional)."""
         return self.requires_teacher_centres or self._any_term("uses_teacher_centres")
 
     @property
     def uses_teacher_bank(self) -> bool:
+        """Some term reads ``teacher_bank``/``labels_bank`` (under DDP: the global batch's teacher rows)."""
         return self._any_term("uses_teacher_bank")
 
     @property
     def uses_student_logits(self) -> bool:
+        """Some term reads ``student_logits`` ``[B, C]`` (the student classifier's unscaled cosines)."""
         return self._any_term("uses_student_logits")
 
     @property
     def uses_student_hr(self) -> bool:
+        """Some term reads ``student_hr`` ``[B, Ds]`` (a second student forward on the HR view)."""
         return self._any_term("uses_student_hr")
 
     def _any_term(self, flag: str) -> bool:
@@ -175,6 +180,8 @@ class Distiller(nn.Module):
         return any(getattr(t, flag, False) for t in self.terms.values())
 
     def forward(self, inputs: DistillInputs) -> tuple[Tensor, dict[str, Tensor]]:
+        """``(total, parts)``: the weighted sum of the terms' ``"loss"`` (a scalar, computed in float32) and
+        every term's outputs, detached, as ``"<term>/<key>"``."""
         total = torch.zeros((), device=inputs.student.device)
         parts: dict[str, Tensor] = {}
         for name, term in self.terms.items():

@@ -71,6 +71,8 @@ class ShardedMarginClassifier(nn.Module):
         self.last_sampled_index: Tensor | None = None  # local class indices used by the last sampled step
 
     def forward(self, local_embeddings: Tensor, local_labels: Tensor) -> Tensor:
+        """Margin cross-entropy of this rank's ``[B, D]`` embeddings and ``[B]`` labels against every shard's
+        class centres: a scalar, the mean over the global batch."""
         labels = local_labels.reshape(-1).long()
         if local_embeddings.dim() != 2 or local_embeddings.shape != (labels.numel(), self.embedding_size):
             raise ValueError(f"expected embeddings [B, {self.embedding_size}] and labels [B], got "

@@ -41,6 +41,12 @@ class TrainingDivergedError(InsightFaceLRError):
 
 
 class Trainer:
+    """The training loop of ``insightface-lr train``: one process, or one rank under ``torchrun``.
+
+    ``Trainer(cfg, ctx, progress).fit()`` trains ``cfg`` (a :class:`~insightface_lr.train.config.TrainConfig`)
+    and returns the path of the saved ``student.pt``. The output folder, checkpoints, ``--resume`` and logs
+    follow the README's "Training" section."""
+
     def __init__(self, cfg: TrainConfig, ctx: DistContext | None = None, progress: bool = True) -> None:
         self.cfg, self.progress = cfg, progress
         self.ctx = ctx or DistContext(device=resolve_device(cfg.device, source="field `device`"))
@@ -147,6 +153,7 @@ class Trainer:
             self.validate()
 
     def validate(self) -> dict[str, float]:
+        """Verification accuracy on the config's ``val_targets`` at HR and every LR size (empty without them)."""
         results = self.verification.evaluate(self.student, self.device) if self.verification else {}
         if results and self.logger is not None:
             self.logger.scalars(self.step, results)
@@ -166,11 +173,13 @@ class Trainer:
         return path
 
     def state_dict(self) -> dict:
+        """Everything an exact resume needs: step, model/optimiser/schedule/sampler states, RNG and the run record."""
         state = {name: getattr(self, name).state_dict() for name in STATEFUL}
         return {"step": self.step, "world_size": self.ctx.world_size, **state, "torch_rng": torch.get_rng_state(),
                 "run": self.record}
 
     def save(self) -> None:
+        """An atomic checkpoint of :meth:`state_dict` at the current step."""
         self.checkpoints.save(self.step, self.state_dict())
 
     def _load(self, state: dict) -> None:

@@ -1,0 +1,189 @@
+"""Render every results table of the README and docs/ from the committed summary of the run that produced it.
+
+    python scripts/render_tables.py           # rewrite the tables in place
+    python scripts/render_tables.py --check   # exit 1, naming each table that disagrees with its summary
+
+A table lives between ``<!-- table:NAME -->`` and ``<!-- /table:NAME -->`` in README.md or any docs/*.md; its
+text is ``TABLES[NAME]``'s function applied to the summary JSON it names (a demo's ``results.json`` without its
+``records``). Numbers are never typed: a new run replaces the summary, this script the tables. A marker whose name
+has no renderer yet must be empty (a placeholder). To add a table: write ``def my_table(summary) -> str`` and
+add ``"my_name": Table("docs/.../summary.json", my_table)`` to :data:`TABLES`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+MARKED = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table: the summary JSON it is made from (relative to the repository) and the function that writes it."""
+
+    summary: str
+    render: Callable[[dict[str, Any]], str]
+
+
+def _fmt(a: dict[str, Any] | None) -> str:
+    if a is None:
+        return "n/a"
+    return f"{a['mean']:.1f} ± {a['std']:.1f}" if a["n"] > 1 else f"{a['mean']:.1f}"
+
+
+def _cell(summary: dict[str, Any], method: str, regime: str, bin_name: str, facebn: str) -> dict | None:
+    size = summary["settings"]["headline_size"]
+    for a in summary["aggregate"]:
+        if (a["method"], a["bin"], a["size"], a["facebn"]) == (method, bin_name, size, facebn) and (
+                a["regime"] == ("teacher" if method == "teacher" else regime)) and (
+                method == "teacher" or a["lr_size"] == size):
+            return a
+    return None
+
+
+def synthetic_table(summary: dict[str, Any], regime: str) -> str:
+    """The demo's own headline table (report.md, the command's output) for ``regime``: 16-px students probed at
+    16 px on test.bin and the shifted set, FaceBN off and the default mode, mean ± std over seeds."""
+    from insightface_lr.demo.summary import headline_table
+
+    return headline_table(summary, regime=regime)
+
+
+def real_table(summary: dict[str, Any], regime: str, facebn: str, weights: bool) -> str:
+    """``demo --faces``: 16-px students of ``regime`` on each test bin (FaceBN off and ``facebn``) and val.bin;
+    ``weights``: a column with each method's weight chosen on val.bin."""
+    from insightface_lr.demo.summary import METHODS, report_bins
+
+    s = summary["settings"]
+    tests = [b for b in report_bins(s) if b != "val"]
+    head = [f"method ({s['headline_size']} px, regime {regime})", "seeds"] + (["chosen weight"] if weights else [])
+    head += [col for b in tests for col in (f"{b}.bin", f"{b}.bin + FaceBN {facebn}")] + ["val.bin"]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for m in ["teacher"] + [m for m in METHODS if m in s["methods"]]:
+        cells = [_cell(summary, m, regime, b, f) for b in tests for f in ("off", facebn)]
+        cells.append(_cell(summary, m, regime, "val", "off"))
+        chosen = summary.get("tuning", {}).get(m, {}).get("weight")
+        name = "teacher (112-px model, probed at 16 px)" if m == "teacher" else m
+        row = [name, str(max((c["n"] for c in cells if c), default=0))]
+        row += [f"{chosen:g}" if chosen is not None else ""] if weights else []
+        lines.append("| " + " | ".join(row + [_fmt(c) for c in cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _gap(summary: dict[str, Any], left: tuple[str, str, str], right: tuple[str, str, str], regime: str) -> str:
+    """``left - right`` for (method, set, FaceBN mode) cells of ``regime``: the difference of means and the
+    per-seed differences (the noise it must be read against)."""
+    a, b = _cell(summary, *left[:1], regime, *left[1:]), _cell(summary, *right[:1], regime, *right[1:])
+    if a is None or b is None:
+        return "n/a"
+    by_seed = dict(zip(b["seeds"], b["values"], strict=True))
+    diffs = [v - by_seed[seed] for seed, v in zip(a["seeds"], a["values"], strict=True) if seed in by_seed]
+    per_seed = "/".join(f"{d:+.1f}" for d in diffs)
+    return f"{a['mean'] - b['mean']:+.1f} ({per_seed})" if len(diffs) > 1 else f"{a['mean'] - b['mean']:+.1f}"
+
+
+def gaps_table(summary: dict[str, Any]) -> str:
+    """The differences the demo is about, per regime, at the headline size: each distilling method against
+    ``none`` and ``aird`` against ``kd`` (test set, FaceBN off), and FaceBN's gain on the shifted set."""
+    s = summary["settings"]
+    first, on = ("test", s["facebn_mode"])
+    rows = [(f"{m} - none", (m, first, "off"), ("none", first, "off")) for m in s["methods"] if m != "none"]
+    rows.append(("aird - kd", ("aird", first, "off"), ("kd", first, "off")))
+    rows += [(f"FaceBN {on} gain, {m}, shifted set", (m, "shifted", on), (m, "shifted", "off"))
+             for m in ("none", "aird") if m in s["methods"]]
+    regimes = s["regimes"]
+    lines = [f"| points at {s['headline_size']} px (per seed) | " + " | ".join(f"regime {r}" for r in regimes) + " |",
+             "|---|" + "---:|" * len(regimes)]
+    lines += [f"| {name} | " + " | ".join(_gap(summary, left, right, r) for r in regimes) + " |"
+              for name, left, right in rows]
+    return "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Table] = {
+    "synthetic_gaps": Table("docs/demo/summary.json", gaps_table),
+    "synthetic": Table("docs/demo/summary.json", partial(synthetic_table, regime="subset")),
+    "synthetic_same": Table("docs/demo/summary.json", partial(synthetic_table, regime="same")),
+    "real_subset": Table("docs/real_faces/summary.json",
+                         partial(real_table, regime="subset", facebn="calibrate", weights=True)),
+    "real_same": Table("docs/real_faces/summary.json", partial(real_table, regime="same", facebn="batch",
+                                                               weights=False)),
+}
+
+
+def documents(root: Path) -> list[Path]:
+    """README.md and every Markdown file of docs/ (not the generated API reference)."""
+    docs = sorted(p for p in (root / "docs").rglob("*.md") if "api" not in p.relative_to(root / "docs").parts[:1])
+    return [root / "README.md", *docs]
+
+
+def rendered(text: str, root: Path, where: str) -> tuple[str, list[str]]:
+    """``text`` with every marked table re-rendered, and the faults found (unknown tables with content)."""
+    faults: list[str] = []
+    cache: dict[str, dict[str, Any]] = {}
+
+    def replace(match: re.Match) -> str:
+        opening, name, body, closing = match.group(1), match.group(2), match.group(3), match.group(4)
+        table = TABLES.get(name)
+        if table is None:
+            if body.strip():
+                faults.append(f"{where}: table {name!r} has content but no renderer in scripts/render_tables.py")
+            return match.group(0)
+        if table.summary not in cache:
+            cache[table.summary] = json.loads((root / table.summary).read_text(encoding="utf-8"))
+        return opening + table.render(cache[table.summary]) + closing
+
+    return MARKED.sub(replace, text), faults
+
+
+def check(root: Path = ROOT) -> list[str]:
+    """One line per table (or marker) of ``root``'s documents that disagrees with its summary."""
+    faults: list[str] = []
+    for path in documents(root):
+        text = path.read_text(encoding="utf-8")
+        new, found = rendered(text, root, path.name)
+        faults += found
+        old_tables = {m.group(2): m.group(3) for m in MARKED.finditer(text)}
+        faults += [f"{path.relative_to(root)}: table {name!r} differs from {TABLES[name].summary}; run "
+                   f"python scripts/render_tables.py" for name, body in
+                   ((m.group(2), m.group(3)) for m in MARKED.finditer(new)) if old_tables.get(name) != body]
+    return faults
+
+
+def render(root: Path = ROOT) -> list[Path]:
+    """Rewrite every marked table in place; returns the files that changed."""
+    changed = []
+    for path in documents(root):
+        text = path.read_text(encoding="utf-8")
+        new, _ = rendered(text, root, path.name)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            changed.append(path)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 when a table disagrees")
+    args = parser.parse_args(argv)
+    if args.check:
+        faults = check()
+        for fault in faults:
+            print(f"render_tables: {fault}", file=sys.stderr)
+        return 1 if faults else 0
+    for path in render():
+        print(f"render_tables: rewrote {path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
