@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 
 from ..eval.facebn_modes import DEFAULT_FACEBN, facebn_for_mode, facebn_spec
+from ..models.quantize import MAX_ACCURACY_DROP
 from .arguments import name_list_argument
 
 EXAMPLE = "insightface-lr export --model work_dirs/aird/student.pt --out student16.onnx --package student16_pkg"
@@ -42,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --int8: faces whose activation ranges the int8 graph is calibrated on: an image "
                              "folder, a train.rec (or its folder) or a verification .bin")
     parser.add_argument("--calibrate-limit", type=int, default=2000, help="at most this many calibration faces")
+    parser.add_argument("--int8-max-drop", type=float, default=MAX_ACCURACY_DROP, metavar="POINTS",
+                        help="with --int8: refuse the int8 graph (nothing written) when its verification accuracy "
+                             "on the held-out part of --calibrate's faces (every 5th identity, or the last fifth of "
+                             "a .bin's pairs, never calibrated on; probes at the student's native size) is more than "
+                             "POINTS below the float graph's; inf: only report the change")
     parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
     parser.add_argument("--input-size", type=int, default=112, help="graph input size (insightface: 112)")
     parser.add_argument("--kernel", default="bicubic", help="resize-stem kernel: bicubic, bilinear, area, nearest")
@@ -84,11 +90,9 @@ def run(args: argparse.Namespace) -> int:
         meta["facebn_mode"] = args.facebn_mode
     options = {"fold_bn": not args.no_fold_bn, "facebn": facebn, "opset": args.opset, "kernel": args.kernel}
     if args.int8:
-        from ..models.quantize import calibration_inputs
-
-        faces = read_faces(Path(args.calibrate), args.calibrate_limit)
-        options["int8_calibration"] = calibration_inputs(faces, args.input_size)
-        meta.update(int8_calibration=str(args.calibrate), int8_calibration_faces=len(faces))
+        options["int8_calibration"] = calibration = int8_calibration(model, Path(args.calibrate), args.calibrate_limit,
+                                                                     args.input_size, args.int8_max_drop)
+        meta.update(int8_calibration=str(args.calibrate), int8_calibration_faces=len(calibration.inputs))
     if args.out:
         export_onnx(model, args.out, input_size=args.input_size, **options)
         print(f"wrote {args.out}")
@@ -97,7 +101,35 @@ def run(args: argparse.Namespace) -> int:
         export_model_package(model, args.package, model_id, license=args.license,
                              input_size=args.input_size, meta=_plain(meta), **options)
         print(f"wrote model package {args.package} (load: get_model({args.package!r}, model_task='recognition'))")
+    if args.int8:
+        print(int8_summary(options["int8_calibration"]))
     return 0
+
+
+def int8_calibration(model, source: Path, limit: int, input_size: int = 112, max_drop: float = MAX_ACCURACY_DROP):
+    """At most ``limit`` faces of ``source`` split into calibration inputs and held-out pairs
+    (:func:`~insightface_lr.models.quantize.heldout_pairs`), both as the graph of ``input_size`` sees them: probes
+    at the model's native size, enlarged."""
+    from ..models.quantize import Int8Calibration, calibration_inputs, heldout_pairs
+
+    faces, labels, issame = read_labelled_faces(source, limit)
+    calibrate, held, held_same = heldout_pairs(faces, labels, issame)
+    native = int(getattr(model, "input_size", input_size))
+    probe = native if native < input_size else None
+    return Int8Calibration(calibration_inputs(calibrate, input_size, probe),
+                           None if held is None or not len(held) else calibration_inputs(held, input_size, probe),
+                           held_same, max_drop=max_drop)
+
+
+def int8_summary(calibration) -> str:
+    """One line: the int8 graph's accuracy change on the held-out calibration faces (or why there is none)."""
+    report = calibration.report
+    if "change" not in report:
+        return (f"int8: no accuracy check ({report.get('pairs', 0)} held-out pairs in --calibrate's faces; give "
+                "labelled faces: a folder of identities, a train.rec or a .bin)")
+    return (f"int8: accuracy on {report['pairs']} held-out pairs of the calibration faces: float32 "
+            f"{report['float32']:.2f} %, int8 {report['int8']:.2f} %, change {report['change']:+.2f} points "
+            f"(refused below -{calibration.max_drop:g}, --int8-max-drop)")
 
 
 def interrupted_hint(args: argparse.Namespace) -> str:
@@ -128,21 +160,31 @@ def read_faces(source: Path, limit: int):
     """Aligned faces, uint8 ``[N,H,W,3]`` RGB, from a verification ``.bin``, a ``train.rec`` (or the folder
     holding one: ``limit`` faces evenly spread over the file, so every part of the set is seen) or a folder
     of images."""
+    return read_labelled_faces(source, limit)[0]
+
+
+def read_labelled_faces(source: Path, limit: int):
+    """:func:`read_faces` with what is known of who is who: ``(faces, labels [N] or None, issame [N/2] or None)``;
+    labels for a ``.rec`` or an identity folder (``FOLDER/<identity>/<image>``), issame for a ``.bin``'s pairs."""
     import numpy as np
 
     from ..data.image_codec import IMAGE_SUFFIXES, decode_image
     from ..errors import DataFormatError
 
+    labels = issame = None
     if source.suffix == ".rec" or (source / "train.rec").is_file():
         return _rec_faces(source, limit)
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
         blobs = [(p.read_bytes(), str(p)) for p in files]
+        labels = np.array([str(p.parent.relative_to(source)) for p in files])
     elif source.suffix == ".bin":
         from ..data.verification_bin import read_bin
 
-        images, _issame = read_bin(source)
-        blobs = [(b, f"{source}[{i}]") for i, b in enumerate(images[:limit])]
+        images, pairs = read_bin(source)
+        count = min(limit, len(images)) // 2 * 2  # whole pairs
+        blobs = [(b, f"{source}[{i}]") for i, b in enumerate(images[:count])]
+        issame = np.asarray(pairs[: count // 2], dtype=bool)
     else:
         raise DataFormatError(f"{source}: expected a verification .bin file, a .rec or a folder of face images")
     if not blobs:
@@ -151,7 +193,7 @@ def read_faces(source: Path, limit: int):
     shapes = {f.shape for f in faces}
     if len(shapes) != 1:
         raise DataFormatError(f"{source}: calibration faces must be aligned crops of one size, got {sorted(shapes)}")
-    return np.stack(faces)
+    return np.stack(faces), labels, issame
 
 
 def _rec_faces(source: Path, limit: int):
@@ -166,7 +208,8 @@ def _rec_faces(source: Path, limit: int):
     if len(dataset) == 0:
         raise DataFormatError(f"{source}: no face images found")
     picks = np.unique(np.linspace(0, len(dataset) - 1, min(limit, len(dataset))).round().astype(np.int64))
-    return np.stack([dataset[int(i)][0].permute(1, 2, 0).numpy() for i in picks])
+    items = [dataset[int(i)] for i in picks]
+    return np.stack([image.permute(1, 2, 0).numpy() for image, _ in items]), np.array([y for _, y in items]), None
 
 
 def _plain(meta: dict) -> dict:

@@ -19,7 +19,7 @@ from insightface_lr.errors import ModelLoadError
 from insightface_lr.models import get_backbone
 from insightface_lr.models import quantize as quantize_module
 from insightface_lr.models.export import export_onnx
-from insightface_lr.models.quantize import calibration_inputs, compact_names, quantize_int8
+from insightface_lr.models.quantize import calibration_inputs, compact_names, heldout_pairs, quantize_int8
 from insightface_lr.models.teacher import save_student
 
 model_zoo = pytest.importorskip("insightface.model_zoo")
@@ -60,8 +60,11 @@ def test_int8_graph_has_per_channel_int8_weights_and_is_smaller(exported) -> Non
     weights = [node for node in proto.graph.node if node.op_type == "DequantizeLinear"
                and arrays.get(node.input[0]) is not None and arrays[node.input[0]].dtype == np.int8]
     per_channel = [node for node in weights if arrays[node.input[1]].size > 1]
-    assert len(per_channel) >= 15  # every conv of the student (and the head) has one scale per output channel
-    assert not any(a.dtype == np.float32 and a.size > 16 * 112 for a in arrays.values())  # no float weight left
+    assert len(per_channel) == len(weights) >= 15  # every int8 conv (and the head) has one scale per output channel
+    # the first FLOAT_CONVS convs keep float weights (read straight from an initializer), every later one is int8
+    convs = [node for node in proto.graph.node if node.op_type == "Conv"]
+    float_weight = [node.input[1] in arrays and arrays[node.input[1]].dtype == np.float32 for node in convs]
+    assert float_weight == [True] * quantize_module.FLOAT_CONVS + [False] * (len(convs) - quantize_module.FLOAT_CONVS)
     size_float, size_int8 = (exported[k].stat().st_size for k in ("float", "int8"))
     assert size_int8 * 2.5 < size_float
     assert [v.name for v in proto.graph.input] == ["input"] and [v.name for v in proto.graph.output] == ["embedding"]
@@ -131,3 +134,60 @@ def test_export_onnx_int8_is_atomic_on_failure(exported, tmp_path, monkeypatch) 
     with pytest.raises(ModelLoadError):
         export_onnx(model, tmp_path / "m.onnx", int8_calibration=calibration_inputs(exported["faces"][:8], 112))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_calibration_inputs_of_a_small_student_are_its_probes_as_the_evaluation_feeds_them(exported) -> None:
+    """probe_size: the faces reach the graph as the sweep hands it a 16-px probe: 8-bit 16-px faces enlarged."""
+    from insightface_lr.data.pixels import normalize_uint8
+    from insightface_lr.eval.probes import lr_probes, to_input_size
+
+    faces = exported["faces"][:5]
+    low = torch.from_numpy(lr_probes(faces, 16)).permute(0, 3, 1, 2).contiguous()
+    expected = to_input_size(normalize_uint8(low), 112).numpy()
+    got = calibration_inputs(faces, 112, probe_size=16)
+    assert got.shape == (5, 3, 112, 112) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, expected)
+    assert np.abs(got - calibration_inputs(faces, 112)).max() > 0.05  # not the HR faces
+    np.testing.assert_array_equal(calibration_inputs(faces, 112, probe_size=112), calibration_inputs(faces, 112))
+
+
+def test_calibration_batches_are_all_one_size() -> None:
+    """ORT's histogram calibrators stack the batches: a shorter last batch is left out, never fed."""
+    batches = quantize_module._Batches("input", np.zeros((10, 3, 4, 4), np.float32), 4)
+    shapes = [b["input"].shape[0] for b in iter(batches.get_next, None)]
+    assert shapes == [4, 4]
+    batches.rewind()
+    assert batches.get_next()["input"].shape[0] == 4
+    small = quantize_module._Batches("input", np.zeros((3, 3, 4, 4), np.float32), 64)
+    assert [b["input"].shape[0] for b in iter(small.get_next, None)] == [3]
+
+
+def test_heldout_pairs_by_identity_and_by_bin_pairs() -> None:
+    faces = np.arange(12, dtype=np.uint8).reshape(12, 1, 1, 1) * np.ones((1, 2, 2, 3), np.uint8)
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 3, 4, 5, 5, 5])  # identities 0 and 5 held out (every 5th of 0..5)
+    calibrate, held, issame = heldout_pairs(faces, labels, every=5, max_pairs=100, seed=0)
+    assert sorted(calibrate[:, 0, 0, 0]) == [2, 3, 4, 5, 6, 7, 8]
+    pairs = held[:, 0, 0, 0].reshape(-1, 2)
+    same = {tuple(sorted(p)) for p in pairs[issame]}
+    assert same == {(0, 1), (9, 10), (9, 11), (10, 11)} and len(pairs) == 8  # every genuine pair, as many impostors
+    assert list(issame) == [True, False] * 4  # alternating: every fold of the accuracy holds both kinds
+    assert all(labels[a] != labels[b] and {labels[a], labels[b]} <= {0, 5} for a, b in pairs[~issame])
+    # a .bin's pairs (rows 2i, 2i+1): the last fifth of the pairs is held out
+    cal, held, flags = heldout_pairs(faces[:10], issame=np.array([1, 0, 1, 0, 1], bool))
+    assert len(cal) == 8 and list(held[:, 0, 0, 0]) == [8, 9] and list(flags) == [True]
+    assert heldout_pairs(faces)[1:] == (None, None)  # unlabelled faces: nothing to check against
+
+
+def test_export_reports_the_heldout_accuracy_change_and_refuses_beyond_the_bound(exported, capsys) -> None:
+    root, student = exported["root"], exported["root"] / "student.pt"
+    args = ["export", "--model", str(student), "--out", str(root / "checked.onnx"), "--int8", "--calibrate",
+            str(root / "faces")]
+    assert cli.main(args) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("int8: accuracy on ") and "held-out pairs of the calibration faces: float32 " in line
+    assert "(refused below -0.5, --int8-max-drop)" in line
+    # a bound no graph can meet (it would have to gain 1000 points): refused in one line, nothing written
+    code = cli.main([*args[:4], str(root / "refused.onnx"), *args[5:], "--int8-max-drop", "-1000"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "more than --int8-max-drop -1000; nothing written" in err[0], err
+    assert not (root / "refused.onnx").exists() and not list(root.glob(".refused*"))
