@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "on the held-out part of --calibrate's faces (every 5th identity, or the last fifth of "
                              "a .bin's pairs, never calibrated on; probes at the student's native size) is more than "
                              "POINTS below the float graph's; inf: only report the change")
-    parser.add_argument("--batch-size", type=int, default=64, help="calibration batch size")
+    parser.add_argument("--batch-size", type=int, default=64,
+                        help="calibration batch size (FaceBN; int8: a shorter last batch is left out)")
     parser.add_argument("--input-size", type=int, default=112, help="graph input size (insightface: 112)")
     parser.add_argument("--kernel", default="bicubic", help="resize-stem kernel: bicubic, bilinear, area, nearest")
     parser.add_argument("--opset", type=int, default=17,
@@ -90,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         meta["facebn_mode"] = args.facebn_mode
     options = {"fold_bn": not args.no_fold_bn, "facebn": facebn, "opset": args.opset, "kernel": args.kernel}
     if args.int8:
-        options["int8_calibration"] = calibration = int8_calibration(model, Path(args.calibrate), args.calibrate_limit,
-                                                                     args.input_size, args.int8_max_drop)
+        options["int8_calibration"] = calibration = int8_calibration(
+            model, Path(args.calibrate), args.calibrate_limit, args.input_size, args.int8_max_drop, args.batch_size)
         meta.update(int8_calibration=str(args.calibrate), int8_calibration_faces=len(calibration.inputs))
     if args.out:
         export_onnx(model, args.out, input_size=args.input_size, **options)
@@ -106,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def int8_calibration(model, source: Path, limit: int, input_size: int = 112, max_drop: float = MAX_ACCURACY_DROP):
+def int8_calibration(model, source: Path, limit: int, input_size: int = 112, max_drop: float = MAX_ACCURACY_DROP,
+                     batch_size: int = 64):
     """At most ``limit`` faces of ``source`` split into calibration inputs and held-out pairs
     (:func:`~insightface_lr.models.quantize.heldout_pairs`), both as the graph of ``input_size`` sees them: probes
     at the model's native size, enlarged."""
@@ -118,7 +120,7 @@ def int8_calibration(model, source: Path, limit: int, input_size: int = 112, max
     probe = native if native < input_size else None
     return Int8Calibration(calibration_inputs(calibrate, input_size, probe),
                            None if held is None or not len(held) else calibration_inputs(held, input_size, probe),
-                           held_same, max_drop=max_drop)
+                           held_same, max_drop=max_drop, batch_size=batch_size)
 
 
 def int8_summary(calibration) -> str:

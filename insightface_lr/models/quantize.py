@@ -74,12 +74,13 @@ class Int8Calibration:
     """What :func:`quantize_int8` calibrates on (``inputs``, graph inputs) and checks the int8 graph against:
     ``heldout`` graph inputs ``[2P,3,S,S]`` of ``P`` pairs (rows 2i, 2i+1; ``issame`` [P]) from faces it was not
     calibrated on (:func:`heldout_pairs`), and the most verification accuracy it may lose, ``max_drop`` points
-    (inf: report only). ``report`` is filled by :func:`quantize_int8`."""
+    (inf: report only), in batches of ``batch_size``. ``report`` is filled by :func:`quantize_int8`."""
 
     inputs: np.ndarray
     heldout: np.ndarray | None = None
     issame: np.ndarray | None = None
     max_drop: float = MAX_ACCURACY_DROP
+    batch_size: int = 64  # faces per calibration batch
     report: dict[str, Any] = field(default_factory=dict)
 
 
@@ -108,8 +109,9 @@ def quantize_int8(float_path: str | Path, int8_path: str | Path, inputs: np.ndar
     :func:`calibration_inputs`, or an :class:`Int8Calibration`); raises ModelLoadError when its embeddings of the
     calibration inputs are far from the float graph's (cosine distance above :data:`MAX_COSINE_DISTANCE`), and
     ConfigError when it loses more than ``max_drop`` points of accuracy on an Int8Calibration's held-out pairs."""
-    calibration = inputs if isinstance(inputs, Int8Calibration) else Int8Calibration(np.asarray(inputs))
-    inputs = calibration.inputs
+    calibration = (inputs if isinstance(inputs, Int8Calibration)
+                   else Int8Calibration(np.asarray(inputs), batch_size=batch_size))
+    inputs, batch_size = calibration.inputs, calibration.batch_size
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process

@@ -133,3 +133,40 @@ def test_interrupted_training_resumes_to_the_uninterrupted_weights(sig, tiny_dat
     cli_ok(train_args(tiny_data, out, *extra, "--resume"), cli_env)
     final, expected = (torch.load(p / "student.pt", weights_only=True)["state_dict"] for p in (out, reference))
     assert final.keys() == expected.keys() and all(torch.equal(final[k], expected[k]) for k in final)
+
+
+# ----- export --int8: interrupted while onnxruntime calibrates the activation ranges -----
+
+@pytest.fixture(scope="module")
+def face_folder(tmp_path_factory) -> Path:
+    """6 identities x 8 synthetic faces as FOLDER/<identity>/<image>.png (int8 calibration faces)."""
+    from insightface_lr.data.image_codec import encode_png
+    from insightface_lr.data.synthetic import SyntheticFaceConfig, generate_faces
+
+    folder = tmp_path_factory.mktemp("faces")
+    faces, labels = generate_faces(SyntheticFaceConfig(num_identities=6, images_per_identity=8, seed=1))
+    for i, (face, label) in enumerate(zip(faces, labels, strict=True)):
+        (folder / f"id{int(label)}").mkdir(exist_ok=True)
+        (folder / f"id{int(label)}" / f"{i}.png").write_bytes(encode_png(face))
+    return folder
+
+
+def _export_argv(model: Path, faces: Path, out: Path) -> list[str]:
+    # a random-weight student: its held-out accuracy is chance, so the check only reports (inf)
+    return ["export", "--model", str(model), "--out", str(out / "s8.onnx"), "--int8", "--calibrate", str(faces),
+            "--batch-size", "4", "--int8-max-drop", "inf"]
+
+
+@SIGNALS
+def test_interrupted_int8_export_leaves_nothing_and_reruns_to_the_same_file(sig, student16, face_folder,
+                                                                            interrupt_cli, cli_env, tmp_path) -> None:
+    out, reference = tmp_path / "out", tmp_path / "ref"
+    out.mkdir()
+    cli_ok(_export_argv(student16, face_folder, reference), cli_env)
+    result = interrupt_cli(_export_argv(student16, face_folder, out),
+                           "insightface_lr.models.quantize:_Batches.get_next:3", sig, tmp_path / "held")
+    assert_stopped(result, "insightface-lr export: interrupted; nothing half-written is left (files are replaced "
+                           "whole); re-run to export")
+    assert list(out.iterdir()) == []  # no int8 file, no float or pre-processed copy, no temporary file
+    cli_ok(_export_argv(student16, face_folder, out), cli_env)
+    assert (out / "s8.onnx").read_bytes() == (reference / "s8.onnx").read_bytes()
