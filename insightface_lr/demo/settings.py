@@ -186,10 +186,10 @@ REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_e
 # trains at ~35 faces/s per 1-thread job here). What is cut to fit <= 2 h of stage time on 2 cores: one epoch per
 # student, one regime (the teacher is pretrained elsewhere: regime "subset" has no meaning), probes at 112 and
 # 16 px (students: 16 px, on the test sets only), FaceBN modes beyond the headline one for the teacher only, no
-# budget curves; the weight search is three weights of the normalised terms (recipes/demo_finetune.py: every term
-# starts at its weight).
+# budget curves; the weight search is the same three weights of the normalised terms (recipes/demo_finetune.py: every
+# term starts at its weight, beside a margin loss of ~33 at a 16-px start, so weight 1 is already a gentle term).
 PRETRAINED = replace(REAL, preset="pretrained", student_init="teacher", student_epochs=1, regimes=("same",),
-                     tune_weights=(0.1, 0.3, 1.0), budget_epochs=(), aird_margin=1.0, student_facebn_extra=False,
+                     budget_epochs=(), aird_margin=1.0, student_facebn_extra=False,
                      student_eval_sizes=(16,), students_on_val=False)
 PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL, "pretrained": PRETRAINED}
 
