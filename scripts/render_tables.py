@@ -108,10 +108,65 @@ def gaps_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def pretrained_table(summary: dict[str, Any]) -> str:
+    """``demo --faces --teacher PRETRAINED``: the pretrained teacher as it is (112 px and the headline size, each
+    FaceBN mode), then every method fine-tuned from it (``bridge``: a tiny student distilled from it) at the
+    headline size on each test bin: mean ± std over seeds, the weight chosen on val.bin, the difference to ``none``
+    with its per-seed values, and the students with the headline FaceBN mode."""
+    from insightface_lr.demo.summary import METHODS, report_bins
+
+    s, h, on = summary["settings"], summary["settings"]["headline_size"], summary["settings"]["facebn_mode"]
+    tests, regime = [b for b in report_bins(s) if b != "val"], s["regimes"][0]
+    head = [f"model ({h} px unless named)", "seeds", "chosen weight"]
+    head += [col for b in tests for col in (f"{b}.bin", "- none (per seed)", f"{b}.bin + FaceBN {on}")]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    for size, mode in [(112, "off")] + [(h, m) for m in dict.fromkeys(["off", on, *s.get("facebn_extra", ())])]:
+        found = [next((a for a in summary["aggregate"] if (a["method"], a["bin"], a["size"], a["facebn"]) ==
+                       ("teacher", b, size, mode)), None) for b in tests]
+        if any(found):
+            name = "teacher as it is" + (f", {size} px" if size != h else "") + (f", FaceBN {mode}" if mode != "off"
+                                                                                else "")
+            lines.append("| " + " | ".join([name, "1", ""] + [x for c in found for x in (_fmt(c), "", "")]) + " |")
+    for m in [m for m in METHODS if m in s["methods"]]:
+        chosen = summary.get("tuning", {}).get(m, {}).get("weight")
+        cells = [(_fmt(_cell(summary, m, regime, b, "off")),
+                  "" if m == "none" else _gap(summary, (m, b, "off"), ("none", b, "off"), regime),
+                  _fmt(_cell(summary, m, regime, b, on))) for b in tests]
+        n = max((c["n"] for b in tests if (c := _cell(summary, m, regime, b, "off"))), default=0)
+        name = f"{m} (tiny student, native {h} px)" if m == "bridge" else m
+        row = [name, str(n), f"{chosen:g}" if chosen is not None else ""] + [x for c in cells for x in c]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def claims_list(summary: dict[str, Any]) -> str:
+    """The run's own checks (report.md's "Claims"): each with both means, the per-seed differences and the
+    verdict, as :func:`insightface_lr.demo.summary.claim_text` words them."""
+    from insightface_lr.demo.summary import claim_text
+
+    return "".join(f"- {claim_text(c)}\n" for c in summary["claims"])
+
+
+def run_time(summary: dict[str, Any]) -> str:
+    """The run's measured time and machine, as its summary recorded them (wall time of the command that finished
+    it, and the stages' own total)."""
+    run, hw = summary["run"], summary["run"]["hardware"]
+    wall = run["wall_time_s"]
+    return (f"Measured: **{wall / 60:.1f} min** wall ({wall:.0f} s; stages {run['total_stage_seconds']:.0f} s) on "
+            f"{hw['cpu_count']} {hw['cpu']} cores ({hw['device']}), `--jobs {run.get('jobs', '?')}`, "
+            f"{hw['torch_threads']} torch thread(s) per job, torch {hw['torch']}.\n")
+
+
 TABLES: dict[str, Table] = {
-    "synthetic_gaps": Table("docs/demo/summary.json", gaps_table),
+    # the main command as the README states it (regime subset, timed), and the same run extended to both regimes
     "synthetic": Table("docs/demo/summary.json", partial(synthetic_table, regime="subset")),
-    "synthetic_same": Table("docs/demo/summary.json", partial(synthetic_table, regime="same")),
+    "synthetic_time": Table("docs/demo/summary.json", run_time),
+    "synthetic_gaps": Table("docs/demo/both/summary.json", gaps_table),
+    "synthetic_same": Table("docs/demo/both/summary.json", partial(synthetic_table, regime="same")),
+    "synthetic_both_subset": Table("docs/demo/both/summary.json", partial(synthetic_table, regime="subset")),
+    "pretrained": Table("docs/pretrained/summary.json", pretrained_table),
+    "pretrained_claims": Table("docs/pretrained/summary.json", claims_list),
+    "synthetic_claims": Table("docs/demo/both/summary.json", claims_list),
     "real_subset": Table("docs/real_faces/summary.json",
                          partial(real_table, regime="subset", facebn="calibrate", weights=True)),
     "real_same": Table("docs/real_faces/summary.json", partial(real_table, regime="same", facebn="batch",

@@ -1,0 +1,50 @@
+"""Copy a finished demo run's report into docs/: what the README's generated tables are rendered from.
+
+    python scripts/publish_run.py RUN_DIR docs/pretrained    # then: python scripts/render_tables.py
+
+Writes ``DEST/summary.json`` (the run's ``results.json`` without its per-cell ``records``, which only the run folder
+needs), ``DEST/report.md`` and the run's plots. Refuses a run without a ``results.json`` (one that has not
+finished). Files are replaced whole, so an interrupted copy leaves the old report or the new one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def publish(run: Path, dest: Path) -> list[Path]:
+    """The summary, report and plots of ``run`` written into ``dest``; returns the files written."""
+    from insightface_lr.atomic import atomic_write_bytes
+
+    results = run / "results.json"
+    if not results.is_file():
+        raise SystemExit(f"publish_run: {results} not found (expected a finished demo folder)")
+    summary = {k: v for k, v in json.loads(results.read_text(encoding="utf-8")).items() if k != "records"}
+    dest.mkdir(parents=True, exist_ok=True)
+    written = [dest / "summary.json"]
+    atomic_write_bytes(written[0], (json.dumps(summary, indent=1) + "\n").encode())
+    for source in [run / "report.md", *sorted(run.glob("*.png"))]:
+        if source.is_file():
+            atomic_write_bytes(dest / source.name, source.read_bytes())
+            written.append(dest / source.name)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a finished demo --out folder")
+    parser.add_argument("dest", type=Path, help="the docs folder, e.g. docs/pretrained")
+    args = parser.parse_args(argv)
+    for path in publish(args.run, args.dest):
+        print(f"publish_run: wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())
