@@ -192,6 +192,10 @@ def rendered(text: str, root: Path, where: str) -> tuple[str, list[str]]:
             if body.strip():
                 faults.append(f"{where}: table {name!r} has content but no renderer in scripts/render_tables.py")
             return match.group(0)
+        if not (root / table.summary).is_file():
+            faults.append(f"{where}: table {name!r}: its summary {table.summary} does not exist (publish the run "
+                          "with scripts/publish_run.py)")
+            return match.group(0)
         if table.summary not in cache:
             cache[table.summary] = json.loads((root / table.summary).read_text(encoding="utf-8"))
         return opening + table.render(cache[table.summary]) + closing
@@ -236,7 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if faults else 0
     for path in render():
         print(f"render_tables: rewrote {path.relative_to(ROOT)}")
-    return 0
+    faults = check()
+    for fault in faults:
+        print(f"render_tables: {fault}", file=sys.stderr)
+    return 1 if faults else 0
 
 
 if __name__ == "__main__":
