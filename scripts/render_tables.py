@@ -157,6 +157,22 @@ def run_time(summary: dict[str, Any]) -> str:
             f"{hw['torch_threads']} torch thread(s) per job, torch {hw['torch']}.\n")
 
 
+def int8_sentence(summary: dict[str, Any]) -> str:
+    """``benchmarks/int8.py``'s measurement of ``export --int8`` on a real-face student: size and the accuracy
+    change against the float32 graph on each set (and the export's own held-out check)."""
+    size, sets = summary["file_mb"], [summary[k] for k in ("synthetic", "real") if summary.get(k)]
+    changes = []
+    for s in sets:
+        acc = s["accuracy"]
+        for z in acc["int8"]:
+            changes.append(f"{acc['int8'][z] - acc['float32'][z]:+.2f} points on `{Path(s['bin']).name}` at {z} px")
+    held = summary["heldout_check"]
+    return (f"Measured on a `bridge_student` distilled from the pretrained MobileFaceNet on real faces: the int8 "
+            f"package is {size['int8']:.2f} MB ({size['float32']:.2f} MB float32); int8 - float32: "
+            f"{', '.join(changes)}; the export's own check on held-out calibration identities "
+            f"{held['change']:+.2f} points.\n")
+
+
 TABLES: dict[str, Table] = {
     # the main command as the README states it (regime subset, timed), and the same run extended to both regimes
     "synthetic": Table("docs/demo/summary.json", partial(synthetic_table, regime="subset")),
@@ -165,6 +181,7 @@ TABLES: dict[str, Table] = {
     "synthetic_same": Table("docs/demo/both/summary.json", partial(synthetic_table, regime="same")),
     "synthetic_both_subset": Table("docs/demo/both/summary.json", partial(synthetic_table, regime="subset")),
     "pretrained": Table("docs/pretrained/summary.json", pretrained_table),
+    "int8": Table("docs/int8/summary.json", int8_sentence),
     "pretrained_claims": Table("docs/pretrained/summary.json", claims_list),
     "synthetic_claims": Table("docs/demo/both/summary.json", claims_list),
     "real_subset": Table("docs/real_faces/summary.json",

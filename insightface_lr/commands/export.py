@@ -13,11 +13,13 @@ import argparse
 from pathlib import Path
 
 from ..eval.facebn_modes import DEFAULT_FACEBN, facebn_for_mode, facebn_spec
-from ..models.quantize import MAX_ACCURACY_DROP
 from .arguments import name_list_argument
 
 EXAMPLE = "insightface-lr export --model work_dirs/aird/student.pt --out student16.onnx --package student16_pkg"
 OPSETS = range(7, 21)  # what torch's TorchScript ONNX exporter writes (torch.onnx._constants: 7..20)
+# export --int8-max-drop's default: models.quantize.MAX_ACCURACY_DROP, spelled here because importing anything under
+# insightface_lr.models imports torch, and a bad flag must be refused before that (test_quantize checks they agree)
+MAX_ACCURACY_DROP = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -8,8 +8,9 @@ input channels, and whether a BatchNorm sees ``[N,C]`` -> ``BatchNorm1d`` or ``[
 come from one dummy forward at build time.
 
 Input convention: our model input is RGB in ``[-1, 1]`` (:mod:`insightface_lr.data.pixels`); InsightFace's
-MXNet models take raw RGB ``0..255`` values and normalise inside the graph (``_minus_scalar`` 127.5,
-``_mul_scalar`` 0.0078125), so ``forward`` maps ``x -> x * 127.5 + 127.5`` first. Output: the symbol's head;
+MXNet models take raw RGB ``0..255`` values and normalise inside the graph (a ``_minus_scalar`` of half the
+range, then ``_mul_scalar`` by its inverse), so ``forward`` maps ``x`` back to pixel values first
+(:func:`~insightface_lr.data.pixels.model_input_to_pixel_values`). Output: the symbol's head;
 when the head is a loss/classifier op (a training symbol) the embedding node ``fc1`` instead.
 """
 

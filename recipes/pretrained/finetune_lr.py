@@ -8,6 +8,11 @@
 from easydict import EasyDict as edict
 
 config = edict()
+config.output = "work_dirs/pretrained/finetune_lr"  # its own folder: no two recipes share one
+# your aligned faces as train.rec/.idx (`insightface-lr pack FOLDER`); num_classes 0: read from its property file
+config.rec = "/train_tmp/faces"
+config.num_classes = 0
+config.teacher = "models/insightface_mobilefacenet/model"  # a model-zoo prefix (or backbone.pth, student.pt)
 config.student_init = "teacher"
 config.margin_list = (1.0, 0.5, 0.0)  # ArcFace s = 64, m = 0.5: what InsightFace's model zoo was trained with
 config.optimizer = "sgd"

@@ -191,3 +191,10 @@ def test_export_reports_the_heldout_accuracy_change_and_refuses_beyond_the_bound
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "more than --int8-max-drop -1000; nothing written" in err[0], err
     assert not (root / "refused.onnx").exists() and not list(root.glob(".refused*"))
+
+
+def test_the_export_flag_default_is_the_quantiser_default() -> None:
+    from insightface_lr.commands import export
+    from insightface_lr.models import quantize
+
+    assert export.MAX_ACCURACY_DROP == quantize.MAX_ACCURACY_DROP
