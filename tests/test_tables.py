@@ -24,7 +24,7 @@ def test_every_table_agrees_with_its_summary() -> None:
     tables = _script()
     names = set(re.findall(r"<!-- table:([\w-]+) -->", (ROOT / "README.md").read_text(encoding="utf-8")))
     # the headline tables are generated ones
-    assert {"synthetic", "synthetic_time", "real_subset"} <= names, names
+    assert {"synthetic", "synthetic_time", "pretrained", "real_subset"} <= names, names
     assert tables.check(ROOT) == []
 
 
