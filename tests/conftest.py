@@ -33,3 +33,21 @@ def pytest_unconfigure(config) -> None:
     home = getattr(config, "_iflr_cache_home", None)
     if home:
         shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def load_script():
+    """``load_script("render_tables")``: a module of scripts/ (not a package), imported from its file."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    def load(name: str):
+        path = Path(__file__).resolve().parents[1] / "scripts" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules.setdefault(name, module)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

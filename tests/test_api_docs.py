@@ -3,23 +3,20 @@ and its checks catch both faults."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("build_api_docs", ROOT / "scripts" / "build_api_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("build_api_docs", module)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def script(load_script):
+    return load_script("build_api_docs")
 
 
-def test_reference_builds_with_every_public_name_documented_and_no_dead_link(tmp_path) -> None:
-    docs = _script()
+def test_reference_builds_with_every_public_name_documented_and_no_dead_link(script, tmp_path) -> None:
+    docs = script
     objects = docs.public_objects()
     assert "insightface_lr.Trainer" in objects and "insightface_lr.registry.register_distill_term" in objects
     assert "insightface_lr.losses.distiller.DistillTerm" in objects
@@ -45,8 +42,8 @@ class _Net:
         return None
 
 
-def test_the_checks_catch_a_missing_docstring_and_dead_links(tmp_path) -> None:
-    docs = _script()
+def test_the_checks_catch_a_missing_docstring_and_dead_links(script, tmp_path) -> None:
+    docs = script
     objects = {"m.undocumented": undocumented, "m.documented": docs.build, "m.VERSION": "1.0",
                "m._Net": _Net, "m._Net.forward": (_Net, "forward", _Net.forward),
                "m._Net.helper": (_Net, "helper", _Net.helper)}

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,29 +10,26 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("publish_run", ROOT / "scripts" / "publish_run.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("publish_run", module)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def script(load_script):
+    return load_script("publish_run")
 
 
-def test_publish_drops_the_records_and_copies_report_and_plots(tmp_path) -> None:
+def test_publish_drops_the_records_and_copies_report_and_plots(script, tmp_path) -> None:
     run, dest = tmp_path / "run", tmp_path / "docs" / "x"
     run.mkdir()
     results = {"settings": {"preset": "tiny"}, "aggregate": [{"mean": 80.0}], "claims": [], "records": [{"a": 1}]}
     (run / "results.json").write_text(json.dumps(results))
     (run / "report.md").write_text("# report\n")
     (run / "accuracy_vs_resolution.png").write_bytes(b"\x89PNG")
-    written = _script().publish(run, dest)
+    written = script.publish(run, dest)
     assert sorted(p.name for p in written) == ["accuracy_vs_resolution.png", "report.md", "summary.json"]
     summary = json.loads((dest / "summary.json").read_text())
     assert summary == {k: v for k, v in results.items() if k != "records"}
     assert (dest / "report.md").read_text() == "# report\n"
 
 
-def test_an_unfinished_run_is_refused_in_one_line(tmp_path) -> None:
+def test_an_unfinished_run_is_refused_in_one_line(script, tmp_path) -> None:
     with pytest.raises(SystemExit, match="results.json not found"):
-        _script().publish(tmp_path, tmp_path / "dest")
+        script.publish(tmp_path, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()

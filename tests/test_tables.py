@@ -3,25 +3,22 @@ a number typed by hand fails."""
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shutil
-import sys
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("render_tables", ROOT / "scripts" / "render_tables.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("render_tables", module)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture
+def script(load_script):
+    return load_script("render_tables")
 
 
-def test_every_table_agrees_with_its_summary() -> None:
-    tables = _script()
+def test_every_table_agrees_with_its_summary(script) -> None:
+    tables = script
     names = set(re.findall(r"<!-- table:([\w-]+) -->", (ROOT / "README.md").read_text(encoding="utf-8")))
     # the headline tables are generated ones
     assert {"synthetic", "synthetic_time", "pretrained", "real_subset"} <= names, names
@@ -36,8 +33,8 @@ def _copy(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_a_number_changed_by_hand_fails_and_rendering_restores_it(tmp_path) -> None:
-    tables = _script()
+def test_a_number_changed_by_hand_fails_and_rendering_restores_it(script, tmp_path) -> None:
+    tables = script
     root = _copy(tmp_path)
     readme = root / "README.md"
     text = readme.read_text(encoding="utf-8")
@@ -52,8 +49,8 @@ def test_a_number_changed_by_hand_fails_and_rendering_restores_it(tmp_path) -> N
     assert tables.check(root) == []
 
 
-def test_a_table_without_a_renderer_must_be_an_empty_placeholder(tmp_path) -> None:
-    tables = _script()
+def test_a_table_without_a_renderer_must_be_an_empty_placeholder(script, tmp_path) -> None:
+    tables = script
     root = _copy(tmp_path)
     readme = root / "README.md"
     readme.write_text(readme.read_text(encoding="utf-8") + "\n<!-- table:nope -->\n<!-- /table:nope -->\n")
