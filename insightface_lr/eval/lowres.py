@@ -47,12 +47,19 @@ def degraded_model_fn(
 def embed_at_size(
     model_fn: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, size: int, input_size: int,
     batch_size: int = 64, device: str | torch.device = "cpu", progress: bool = False,
-    probes: np.ndarray | None = None,
+    probes: np.ndarray | None = None, distinct: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """``[2, N, D]`` (original + flip) embeddings of uint8 ``[N,H,W,3]`` faces seen at ``size`` px: the faces
     degraded once to uint8 ``size``-px probes and shrunk to the model input if smaller
-    (:func:`.probes.model_probes`; ``probes`` if already made), enlarged per batch if the input is larger."""
+    (:func:`.probes.model_probes`; ``probes`` if already made), enlarged per batch if the input is larger.
+    ``distinct`` (:func:`distinct_faces` of ``images``): embed each distinct face once and copy it to its
+    repeats; only for a model whose output for a face does not depend on the rest of its batch (FaceBN off or
+    calibrated, never test-batch statistics)."""
     low = model_probes(images, size, input_size) if probes is None else probes
+    if distinct is not None:
+        first, inverse = distinct
+        return embed_at_size(model_fn, images, size, input_size, batch_size, device, progress,
+                             probes=low[first])[:, inverse]
     # the mirrored view reuses each resized batch (resizing commutes with a horizontal flip)
     return embed_pairs(model_fn, low, batch_size=batch_size, flip=True, device=device, progress=progress,
                        preprocess=lambda x: to_input_size(x, input_size))
@@ -62,12 +69,14 @@ def lowres_verification(
     model_fn: Callable[[torch.Tensor], torch.Tensor], images: np.ndarray, issame: np.ndarray, size: int,
     input_size: int, mode: str = "lr-lr", batch_size: int = 64, device: str | torch.device = "cpu",
     hr_embeddings: np.ndarray | None = None, probes: np.ndarray | None = None,
+    distinct: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> VerificationResult:
     """InsightFace 10-fold verification with probes at ``size`` px (``mode`` in :data:`PAIR_MODES`);
-    ``probes``: :func:`.probes.model_probes` of ``images`` at ``size`` when already made."""
+    ``probes``: :func:`.probes.model_probes` of ``images`` at ``size`` when already made; ``distinct``: see
+    :func:`embed_at_size`."""
     if mode not in PAIR_MODES:
         raise ConfigError(f"pair mode: expected one of {PAIR_MODES}, got {mode!r}")
-    low = embed_at_size(model_fn, images, size, input_size, batch_size, device, probes=probes)
+    low = embed_at_size(model_fn, images, size, input_size, batch_size, device, probes=probes, distinct=distinct)
     if mode == "hr-lr":
         if hr_embeddings is None:
             hr_embeddings = embed_at_size(model_fn, images, images.shape[1], input_size, batch_size, device)

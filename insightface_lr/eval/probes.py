@@ -108,6 +108,19 @@ def to_input_size(x: Tensor, input_size: int) -> Tensor:
     return normalize_uint8(to_uint8(resize_separable(faces, input_size)))
 
 
+def distinct_faces(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, inverse)``: the index of each distinct face (first occurrence, ascending) and, for every face,
+    the position of its copy among them (``images[first][inverse] == images``). Verification sets repeat faces
+    (a face in several pairs: dev.bin's 2,400 slots hold 711 faces), and a per-face model embeds each once."""
+    flat = np.ascontiguousarray(np.asarray(images).reshape(len(images), -1))
+    keys = flat.view(np.dtype((np.void, flat.shape[1])))[:, 0]  # one opaque byte string per face: no loop
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return first[order], rank[np.asarray(inverse).reshape(-1)]
+
+
 class ProbeSets:
     """:func:`model_probes` of one set for each (probe size, model input) asked for, computed on first use and
     kept (a sweep keeps one per ``.bin`` while that ``.bin`` is evaluated): every model and FaceBN mode of the
@@ -116,6 +129,7 @@ class ProbeSets:
     def __init__(self, images: np.ndarray) -> None:
         self.images = images
         self._by_size: dict[tuple[int, int], np.ndarray] = {}
+        self.distinct = distinct_faces(images)  # (first, inverse): each repeated face embedded once
 
     def prepare(self, sizes: tuple[int, ...]) -> None:
         """Make the probes of every size in ``sizes`` in one pass over the faces (:func:`lr_probes_at`)."""
@@ -133,5 +147,5 @@ class ProbeSets:
         return self._by_size[(size, target)]
 
 
-__all__ = ["ProbeSets", "lr_probes", "lr_probes_at", "model_probes", "resampling_matrix", "resize_separable",
-           "to_input_size"]
+__all__ = ["ProbeSets", "distinct_faces", "lr_probes", "lr_probes_at", "model_probes", "resampling_matrix",
+           "resize_separable", "to_input_size"]

@@ -33,6 +33,7 @@ from .cell_cache import CellCache, array_digest, cell_key
 from .facebn_modes import FACEBN_MODES, facebn_for_mode, facebn_spec
 from .lowres import PAIR_MODES, embed_at_size, lowres_verification, probe_chain
 from .model_loading import EvalModel, load_eval_model
+from .paired import pack_bits
 from .probe_sizes import BIN_FACE_SIZE, check_probe_sizes
 from .probes import ProbeSets, model_probes, to_input_size
 from .verification import ROC_THRESHOLDS
@@ -154,7 +155,7 @@ def _sweep_one(model: EvalModel, bin_name: str, probes: ProbeSets, issame: np.nd
                 cached = cache.get(fields) if fields else None
                 if cached is None:
                     cached = evaluate_cell(model, bin_name, images, issame, size, mode, cfg, device, gallery(),
-                                           probes.at(size, model.input_size))
+                                           probes.at(size, model.input_size), probes.distinct)
                     if fields:
                         cache.put(fields, cached)
                 done[(chain, mode)] = {**cached, "model": model.name, "bin": bin_name}
@@ -165,9 +166,11 @@ def _sweep_one(model: EvalModel, bin_name: str, probes: ProbeSets, issame: np.nd
 
 def evaluate_cell(model: EvalModel, bin_name: str, images: np.ndarray, issame: np.ndarray, size: int, mode: str,
                   cfg: SweepConfig, device: torch.device, hr_embeddings: np.ndarray | None = None,
-                  probes: np.ndarray | None = None) -> dict[str, Any]:
+                  probes: np.ndarray | None = None,
+                  distinct: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """One record: :func:`lowres_verification` of ``model`` (wrapped by FaceBN ``mode`` unless "off");
-    ``probes``: ``images`` already degraded to ``size`` for this model (:func:`.probes.model_probes`)."""
+    ``probes``: ``images`` already degraded to ``size`` for this model (:func:`.probes.model_probes`);
+    ``distinct``: :func:`.lowres.distinct_faces` of ``images`` (each repeated face embedded once)."""
     record: dict[str, Any] = {"model": model.name, "bin": bin_name, "size": int(size), "facebn": mode,
                               "pair_mode": cfg.pair_mode}
     if mode != "off" and not model.supports_facebn:
@@ -175,10 +178,15 @@ def evaluate_cell(model: EvalModel, bin_name: str, images: np.ndarray, issame: n
     tic = time.perf_counter()
     low = model_probes(images, size, model.input_size) if probes is None else probes
     fn = model.fn if mode == "off" else facebn_model_fn(model, mode, low, model.input_size, cfg, device)
+    # a repeated face is embedded once unless the mode normalises with the test batch's own statistics
+    per_face = mode == "off" or facebn_spec(mode)[0] == "calibrate"
     result = lowres_verification(fn, images, issame, size, model.input_size, cfg.pair_mode, cfg.batch_size,
-                                 device, hr_embeddings=hr_embeddings, probes=low)
+                                 device, hr_embeddings=hr_embeddings, probes=low,
+                                 distinct=distinct if per_face else None)
     values = result.to_dict()
     values.pop("thresholds")  # identical for every cell: stored once as results["roc_thresholds"]
+    for name in ("pair_correct", "pair_accept"):  # hex bits (eval.paired): what paired intervals are made of
+        values[name] = pack_bits(np.asarray(values[name], dtype=bool))
     return {**record, "status": "ok", "note": "", **values, "seconds": time.perf_counter() - tic}
 
 

@@ -53,6 +53,10 @@ class VerificationResult:
     thresholds: np.ndarray
     fold_accuracy: np.ndarray  # [F]
     fold_threshold: np.ndarray  # [F]
+    # per pair [P], at the thresholds the protocol chose for the pair's fold: judged right (accuracy), and
+    # accepted at the VAL@FAR threshold; the paired bootstrap of two models reads these (eval.paired)
+    pair_correct: np.ndarray
+    pair_accept: np.ndarray
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (arrays become lists of floats)."""
@@ -133,6 +137,11 @@ def _accuracy(dist: np.ndarray, issame: np.ndarray, folds: np.ndarray,
     return acc_test, ROC_THRESHOLDS[best], tpr, fpr
 
 
+def _pair_correct(dist: np.ndarray, issame: np.ndarray, folds: np.ndarray, fold_threshold: np.ndarray) -> np.ndarray:
+    """[P] bools: pair judged right at its fold's threshold (its fold mean is that fold's accuracy)."""
+    return (dist < fold_threshold[folds]) == issame
+
+
 def _invert_far(far: np.ndarray, thresholds: np.ndarray, target: float) -> np.ndarray:
     """Threshold [F] where each row of the non-decreasing ``far`` [F, T] reaches ``target``.
 
@@ -155,8 +164,9 @@ def _invert_far(far: np.ndarray, thresholds: np.ndarray, target: float) -> np.nd
 
 
 def _val_far(dist: np.ndarray, issame: np.ndarray, folds: np.ndarray, n_folds: int,
-             far_target: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-fold VAL and FAR [F] at the threshold giving ``far_target`` on the training folds."""
+             far_target: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-fold VAL and FAR [F] at the threshold giving ``far_target`` on the training folds, and [P] whether
+    each pair is accepted there."""
     _, fp = _fold_counts(dist, issame, folds, n_folds, VAL_THRESHOLDS)
     n_pos, n_neg = _class_sizes(issame, folds, n_folds)
     far_train = _rate(_train_counts(fp, n_folds), _train_counts(n_neg, n_folds)[:, None])
@@ -164,7 +174,7 @@ def _val_far(dist: np.ndarray, issame: np.ndarray, folds: np.ndarray, n_folds: i
     accept = dist < threshold[folds]
     true_accept = np.bincount(folds[accept & issame], minlength=n_folds)
     false_accept = np.bincount(folds[accept & ~issame], minlength=n_folds)
-    return _rate(true_accept, n_pos), _rate(false_accept, n_neg)
+    return _rate(true_accept, n_pos), _rate(false_accept, n_neg), accept
 
 
 def _as_views(embeddings: Any) -> np.ndarray:
@@ -203,12 +213,13 @@ def verification_metrics(embeddings: Any, issame: Any, nrof_folds: int = 10,
     dist = np.sum(np.square(emb[0::2] - emb[1::2]), axis=1)
     folds = kfold_ids(same.size, nrof_folds)
     acc, fold_thr, tpr, fpr = _accuracy(dist, same, folds, nrof_folds)
-    val, far = _val_far(dist, same, folds, nrof_folds, far_target)
+    val, far, accept = _val_far(dist, same, folds, nrof_folds, far_target)
     return VerificationResult(
         accuracy_mean=float(acc.mean()), accuracy_std=float(acc.std()),
         best_threshold=float(fold_thr.mean()), val=float(val.mean()), val_std=float(val.std()),
         far=float(far.mean()), xnorm=xnorm, tpr=tpr, fpr=fpr, thresholds=ROC_THRESHOLDS.copy(),
-        fold_accuracy=acc, fold_threshold=fold_thr)
+        fold_accuracy=acc, fold_threshold=fold_thr, pair_correct=_pair_correct(dist, same, folds, fold_thr),
+        pair_accept=accept)
 
 
 def _to_model_input(batch: Any, device: Any) -> Any:
