@@ -19,12 +19,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
+from .cells import StudentCell, parse_cell
 from .settings import DemoSettings
 
 RECIPES = Path(__file__).resolve().parent / "recipes"  # shipped in the wheel (setup.py package_data)
@@ -36,48 +37,6 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-@dataclass(frozen=True)
-class StudentCell:
-    """One student: method, native LR size, seed, regime; ``epochs`` (budget curves) and ``weight`` (tuning
-    candidates) are set only for the extra runs, whose names carry them."""
-
-    method: str
-    lr_size: int
-    seed: int
-    regime: str = "same"
-    epochs: int = 0  # 0: the settings' student budget
-    weight: float | None = None  # a tuning candidate's term weight; None: the chosen one
-
-    @property
-    def name(self) -> str:
-        parts = [self.method, f"{self.lr_size}px", f"s{self.seed}"]
-        parts += [self.regime] if self.regime != "same" else []
-        parts += [f"e{self.epochs}"] if self.epochs else []
-        parts += [f"w{self.weight:g}"] if self.weight is not None else []
-        return "_".join(parts)
-
-    @property
-    def is_extra(self) -> bool:
-        """A tuning or budget run: evaluated at the headline size only, not in the report's tables."""
-        return bool(self.epochs) or self.weight is not None
-
-
-def parse_cell(name: str) -> StudentCell:
-    """The inverse of :attr:`StudentCell.name` (``aird_16px_s1_subset_e5`` -> its fields)."""
-    method, size, seed, *rest = name.split("_")
-    fields: dict[str, Any] = {}
-    for token in rest:
-        if token in ("same", "subset"):
-            fields["regime"] = token
-        elif token[:1] == "e" and token[1:].isdigit():
-            fields["epochs"] = int(token[1:])
-        elif token[:1] == "w":
-            fields["weight"] = float(token[1:])
-        else:
-            raise ValueError(f"not a demo student name: {name!r}")
-    return StudentCell(method, int(size.removesuffix("px")), int(seed.removeprefix("s")), **fields)
 
 
 class DemoPipeline:
@@ -101,6 +60,7 @@ class DemoPipeline:
         self.jobs, self.threads, self.record, self.extend = jobs, threads, record, extend
         self.data = self.out / "data"
         self.timings: dict[str, float] = {}
+        self.wall_before, self.started = 0.0, time.perf_counter()
         self.ran: list[str] = []  # stages executed by this invocation (the others were complete already)
 
     # ----- bookkeeping -----
@@ -120,6 +80,8 @@ class DemoPipeline:
             _write_json(path, self.settings.to_dict())
         timing_file = self.out / "timings.json"
         self.timings = _read_json(timing_file) if timing_file.is_file() else {}
+        wall_file = self.out / "wall.json"
+        self.wall_before = float(_read_json(wall_file)["total_s"]) if wall_file.is_file() else 0.0
 
     def _stage(self, name: str, done: bool, work) -> None:
         """Run ``work()`` unless ``done``; record its wall time under ``name`` (kept across resumes)."""
@@ -135,6 +97,12 @@ class DemoPipeline:
         self.ran += ran
         if self.record:
             _write_json(self.out / "timings.json", self.timings)
+            _write_json(self.out / "wall.json", {"total_s": round(self.wall_total(), 1)})
+
+    def wall_total(self) -> float:
+        """Wall seconds of every invocation that worked in this folder, this one up to now: a run resumed across
+        sessions reports its whole time (each invocation's time is saved as each stage ends)."""
+        return self.wall_before + (time.perf_counter() - self.started)
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -157,7 +125,7 @@ class DemoPipeline:
         from .summary import build_summary, write_outputs
         from .tuning import choose_weights, tuning_cells
 
-        start = time.perf_counter()
+        start = self.started = time.perf_counter()
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
         self._stage("data", (self.data / "complete.json").is_file(), self.make_data)
@@ -179,7 +147,7 @@ class DemoPipeline:
         records = [r for name in names for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
         summary = build_summary(records, self.settings, self.timings, time.perf_counter() - start, self.device,
                                 ran=self.ran)
-        summary["run"].update(jobs=self.jobs, threads_per_job=self.threads)
+        summary["run"].update(jobs=self.jobs, threads_per_job=self.threads, wall_total_s=round(self.wall_total(), 1))
         summary.update(tuning=choices, data=_read_json(self.data / "complete.json"))
         write_outputs(summary, self.out)
         return summary
@@ -212,7 +180,7 @@ class DemoPipeline:
         path = self.teacher
         if name != "teacher":
             cell = parse_cell(name)
-            path = self.out / ("tune" if cell.weight is not None else "students") / cell.name / "student.pt"
+            path = self.out / ("tune" if cell.is_tuning else "students") / cell.name / "student.pt"
             self._stage(f"student {cell.name}", path.is_file(), lambda: self.train_student(cell, path.parent))
         target = self.out / "eval" / f"{name}.json"
         self._stage(f"eval {name}", target.is_file(), lambda: self.evaluate(name, path, target))
@@ -256,10 +224,10 @@ class DemoPipeline:
         return Trainer(cfg, progress=self.progress).fit()
 
     def train_student(self, cell: StudentCell, output: Path) -> Path:
-        from .tuning import chosen_weight
+        from .tuning import candidate_of, chosen
 
         s = self.settings
-        epochs = cell.epochs or s.student_epochs
+        epochs = cell.epochs or (s.tune_epochs if cell.is_tuning else 0) or s.student_epochs
         fields: dict[str, Any] = {
             "distill": cell.method, "seed": cell.seed,
             "teacher": str(self.bridge(cell.regime) if cell.method == "bridge" else self.teacher),
@@ -268,11 +236,25 @@ class DemoPipeline:
             fields["lr_sizes"] = s.finetune_lr_sizes
         else:
             fields.update(network="bridge_student", student_input_size=cell.lr_size, lr_sizes=(cell.lr_size,))
-        weight = cell.weight if cell.weight is not None else chosen_weight(self.out, cell.method)
-        if weight is not None and cell.method != "none":
-            fields["distill_weights"] = {cell.method: weight}
         recipe = "demo_finetune.py" if self.fine_tunes(cell) else "demo_student.py"
+        candidate = candidate_of(s, cell) if cell.is_tuning else chosen(self.out, cell.method)
+        if candidate is not None and cell.method != "none":
+            fields.update(self.term_fields(recipe, cell.method, candidate))
         return self.train(recipe, output, self.rec(cell.regime), fields, cache=self.cache_of(cell.name))
+
+    def term_fields(self, recipe: str, method: str, candidate: dict[str, Any]) -> dict[str, Any]:
+        """Trainer fields of a tuning candidate: the term's weight, and its own fields merged into the recipe's
+        per-term config (a recipe sets every term's config in one dict: the others stay as written)."""
+        from ..train.config import read_config_file
+
+        fields: dict[str, Any] = {"distill_weights": {method: candidate["weight"]}}
+        own = {k: v for k, v in candidate.items() if k != "weight"}
+        if own:
+            written = read_config_file(self.recipes / recipe)
+            key = "loss" if "loss" in written else "distill_config"
+            config = dict(written.get(key) or {})
+            fields[key] = {**config, method: {**dict(config.get(method, {})), **own}}
+        return fields
 
     def evaluate(self, name: str, path: Path, target: Path) -> None:
         """Every set, every probe size, every FaceBN mode (each set decoded once per model); tuning and
@@ -284,13 +266,15 @@ class DemoPipeline:
         cell = parse_cell(name) if name != "teacher" else None
         sets = bins(self.data, s)
         modes = s.facebn_modes if cell is None or s.student_facebn_extra else ("off", s.facebn_mode)
+        if cell is not None and not s.student_facebn(cell.method):
+            modes = ("off",)
         sizes = s.student_eval_sizes if cell is not None and s.student_eval_sizes else s.eval_sizes
         config = SweepConfig(sizes=sizes, facebn_modes=modes, batch_size=s.eval_batch_size)
         if cell is not None and not cell.is_extra and not s.students_on_val:
             sets.pop("val", None)
         if cell is not None and cell.is_extra:
             config = replace(config, sizes=(s.headline_size,))
-        if cell is not None and cell.weight is not None:
+        if cell is not None and cell.is_tuning:
             sets, config = {"val": sets["val"]}, replace(config, facebn_modes=("off",))
         result = run_sweep({name: path}, list(sets.values()), device=self.device, progress=self.progress,
                            config=config)
@@ -309,5 +293,5 @@ def _cell_fields(name: str) -> dict[str, Any]:
     """The fields every record of model ``name`` is tagged with; the teacher is method "teacher"."""
     if name == "teacher":
         return {"method": "teacher", "lr_size": 112, "seed": None, "regime": "teacher", "epochs": 0,
-                "weight": None}
+                "weight": None, "candidate": None}
     return asdict(parse_cell(name))

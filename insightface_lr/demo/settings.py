@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..eval.facebn_modes import DEFAULT_FACEBN
+from .grids import GRIDS
 
 METHODS = ("none", "kd", "feat", "rkd", "aird", "ccface", "bridge")
 EVAL_SIZES = (112, 32, 24, 16, 12, 8)
@@ -71,6 +72,8 @@ class DemoSettings:
     val_pairs_per_fold: int = 60
     student_epochs: int = 0  # > 0: students train this many epochs of their data instead of student_steps
     tune_weights: tuple[float, ...] = ()  # the tuning grid (empty: no tuning, the recipe's values)
+    tune_grid: str = ""  # a named grid of demo/tuning.py GRIDS (the term's weight and own fields); "": tune_weights
+    tune_epochs: int = 0  # > 0: tuning candidates train this many epochs (0: the students' budget)
     budget_epochs: tuple[int, ...] = ()  # extra budgets for none and aird, to show none converged
     budget_seeds: tuple[int, ...] = ()  # seeds of the budget-curve runs (empty: the first seed only)
     # "teacher": the students of every method but bridge are fine-tunes of the given (pretrained) teacher, trained
@@ -82,6 +85,9 @@ class DemoSettings:
     student_facebn_extra: bool = True  # False: students are swept with FaceBN off and facebn_mode only
     student_eval_sizes: tuple[int, ...] = ()  # probe sizes of the students (empty: eval_sizes, as the teacher)
     students_on_val: bool = True  # False: reported students are evaluated on the test sets only (val: tuning)
+    # the methods whose students are also evaluated with facebn_mode (the AIRD paper's second step as a row of
+    # its own); None: every method
+    student_facebn_methods: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
@@ -113,7 +119,12 @@ class DemoSettings:
         if self.student_init not in ("", "teacher") or (self.student_init and self.faces and not self.teacher_model):
             raise ConfigError(f"demo student_init: expected '' or 'teacher' (with a given --teacher), "
                               f"got {self.student_init!r}")
-        if (self.tune_weights or self.budget_epochs) and not self.val_fraction:
+        if self.tune_grid and self.tune_grid not in GRIDS:
+            raise ConfigError(f"demo tune_grid: expected one of {sorted(GRIDS)}, got {self.tune_grid!r}")
+        untuned = [m for m in self.methods if self.tune_grid and m != "none" and m not in GRIDS[self.tune_grid]]
+        if untuned:  # every distilling method gets the grid's search, or the comparison is not even
+            raise ConfigError(f"demo tune_grid {self.tune_grid!r} has no candidates for {untuned}")
+        if (self.tune_weights or self.tune_grid or self.budget_epochs) and not self.val_fraction:
             raise ConfigError("demo: tuning and budget curves need a validation split (val_fraction > 0)")
 
     @property
@@ -165,6 +176,10 @@ class DemoSettings:
             raise ConfigError(f"{source}: unknown demo setting(s) {unknown}; expected some of {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
+    def student_facebn(self, method: str) -> bool:
+        """Whether ``method``'s students are evaluated with ``facebn_mode`` too (FaceBN off always is)."""
+        return self.student_facebn_methods is None or method in self.student_facebn_methods
+
 
 # The main command runs one regime, "subset" (the teacher knows more people than the students' data holds: a
 # user with a pretrained teacher), at 16 px, 3 seeds; ``--regimes subset,same`` adds the other regime (doubles the
@@ -183,14 +198,18 @@ REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_e
                     eval_sizes=(112, 16), facebn_extra=("batch", "calibrate"), train_ids=1,
                     test_ids=1)
 # ``demo --faces --teacher PRETRAINED``: every method fine-tunes the pretrained teacher (a 112-px MobileFaceNet
-# trains at ~35 faces/s per 1-thread job here). What is cut to fit <= 2 h of stage time on 2 cores: one epoch per
-# student, one regime (the teacher is pretrained elsewhere: regime "subset" has no meaning), probes at 112 and
-# 16 px (students: 16 px, on the test sets only), FaceBN modes beyond the headline one for the teacher only, no
-# budget curves; the weight search is the same three weights of the normalised terms (recipes/demo_finetune.py: every
-# term starts at its weight, beside a margin loss of ~33 at a 16-px start, so weight 1 is already a gentle term).
-PRETRAINED = replace(REAL, preset="pretrained", student_init="teacher", student_epochs=1, regimes=("same",),
-                     budget_epochs=(), aird_margin=1.0, student_facebn_extra=False,
-                     student_eval_sizes=(16,), students_on_val=False)
+# trains at ~25-35 faces/s per 1-thread job here) for the recipe's 2 epochs, 3 seeds. What is cut to fit <= 4 h
+# wall on 2 cores (issue 30): one regime (the teacher is pretrained elsewhere: "subset" has no meaning); the
+# teacher swept once per set (FaceBN off and the headline mode, every size); students at every size on the test
+# sets only (val is for tuning), FaceBN off, and aird once more with FaceBN (the AIRD paper's second step, its own
+# row); tuning cells (demo/grids.py: four per distilling method, the term's weight and its own parts) train one
+# epoch; no budget curves; each repeated face of a set is embedded once. The one-step bridge student is left out
+# (its HR bridge network alone cost ~14 min): the two-step student of issue 32 is its row.
+PRETRAINED = replace(REAL, preset="pretrained", student_init="teacher", student_epochs=2, regimes=("same",),
+                     budget_epochs=(), aird_margin=1.0, student_facebn_extra=False, facebn_extra=(),
+                     eval_sizes=EVAL_SIZES, student_eval_sizes=EVAL_SIZES, students_on_val=False,
+                     tune_grid="pretrained", tune_epochs=1, student_facebn_methods=("aird",),
+                     methods=tuple(m for m in METHODS if m != "bridge"))
 PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL, "pretrained": PRETRAINED}
 
 

@@ -21,7 +21,7 @@ KEY = ("method", "lr_size", "regime", "bin", "size", "facebn")
 
 def is_reported(record: dict[str, Any]) -> bool:
     """A record of a reported model (not a tuning candidate nor a budget-curve run)."""
-    return not record.get("epochs") and record.get("weight") is None
+    return not record.get("epochs") and record.get("weight") is None and record.get("candidate") is None
 
 
 def report_bins(settings: dict[str, Any]) -> list[str]:
@@ -234,14 +234,15 @@ def _fmt_mean(values: list[float]) -> str:
 
 
 def tuning_table(summary: dict[str, Any]) -> str:
-    """Every method's candidates (val accuracy at the headline size) and the chosen weight."""
+    """Every method's candidates (val accuracy at the headline size, in the grid's order) and the chosen one."""
     tuning = summary.get("tuning") or {}
-    weights = sorted({w for c in tuning.values() for w in c["candidates"]}, key=float)
-    lines = ["| method | " + " | ".join(f"weight {w}" for w in weights) + " | chosen |",
-             "|---|" + "---:|" * (len(weights) + 1)]
+    width = max((len(c["candidates"]) for c in tuning.values()), default=0)
+    lines = ["| method | " + " | ".join(f"candidate {i + 1}" for i in range(width)) + " | chosen |",
+             "|---|" + "---|" * (width + 1)]
     for m, c in tuning.items():
-        cells = [f"{c['candidates'][w]:.1f}" if w in c["candidates"] else "n/a" for w in weights]
-        lines.append(f"| {m} | " + " | ".join(cells) + f" | {c['weight']:g} |")
+        label = c.get("label", f"w{c['weight']:g}")
+        cells = [f"{name if name.startswith('w') else 'w' + name}: {acc:.1f}" for name, acc in c["candidates"].items()]
+        lines.append(f"| {m} | " + " | ".join(cells + ["n/a"] * (width - len(cells))) + f" | {label} |")
     return "\n".join(lines) + "\n"
 
 

@@ -177,9 +177,11 @@ def evaluate_cell(model: EvalModel, bin_name: str, images: np.ndarray, issame: n
         return {**record, "status": "n/a", "note": model.facebn_reason(), **dict.fromkeys(METRICS)}
     tic = time.perf_counter()
     low = model_probes(images, size, model.input_size) if probes is None else probes
-    fn = model.fn if mode == "off" else facebn_model_fn(model, mode, low, model.input_size, cfg, device)
-    # a repeated face is embedded once unless the mode normalises with the test batch's own statistics
+    # a repeated face is embedded once unless the mode normalises with the test batch's own statistics; FaceBN
+    # calibrates on each distinct face once (a face in five pairs is not five faces of the camera's statistics)
     per_face = mode == "off" or facebn_spec(mode)[0] == "calibrate"
+    calibration = low[distinct[0]] if per_face and distinct is not None else low
+    fn = model.fn if mode == "off" else facebn_model_fn(model, mode, calibration, model.input_size, cfg, device)
     result = lowres_verification(fn, images, issame, size, model.input_size, cfg.pair_mode, cfg.batch_size,
                                  device, hr_embeddings=hr_embeddings, probes=low,
                                  distinct=distinct if per_face else None)

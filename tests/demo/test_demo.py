@@ -285,10 +285,11 @@ def test_settings_cells_and_names():
     assert ("rkd", 16, 2, "subset") in cells
     assert len(make_settings("quick").student_cells()) == 7  # 16 px, one seed, regime subset
     assert _cell_fields("ccface_12px_s2") == {"method": "ccface", "lr_size": 12, "seed": 2, "regime": "same",
-                                              "epochs": 0, "weight": None}
+                                              "epochs": 0, "weight": None, "candidate": None}
     for name in ("ccface_12px_s2", "aird_16px_s0_subset_e5", "kd_16px_s100_subset_w4", "none_16px_s1_e10"):
         assert parse_cell(name).name == name  # names and cells are one-to-one
     assert parse_cell("kd_16px_s100_subset_w4").weight == 4.0 and parse_cell("none_16px_s1_e10").epochs == 10
+    assert parse_cell("aird_16px_s100_c3").candidate == 3 and parse_cell("aird_16px_s100_c3").is_tuning
     with pytest.raises(ConfigError):
         make_settings("full", methods=("aird", "nope"))
     with pytest.raises(ConfigError):

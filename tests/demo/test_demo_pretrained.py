@@ -5,12 +5,14 @@ the headline mode; the aird claim uses the pretrained margin."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
 
 from insightface_lr.data.image_codec import encode_jpeg
 from insightface_lr.data.synthetic import SyntheticFaceConfig, generate_faces, write_synthetic_dataset
+from insightface_lr.demo.grids import GRIDS
 from insightface_lr.demo.pipeline import DemoPipeline
 from insightface_lr.demo.settings import make_settings
 from insightface_lr.errors import ConfigError
@@ -37,7 +39,8 @@ def pretrained_run(tmp_path_factory):
                              val_fraction=0.3, val_pairs_per_fold=2, tune_weights=(0.3, 1.0), student_epochs=1,
                              methods=("none", "aird", "bridge"), seeds=(0,), batch_size=8, eval_batch_size=8,
                              bridge_epochs=1, finetune_lr_sizes=(12, 16), eval_sizes=(112, 16),
-                             facebn_extra=("batch",))
+                             facebn_extra=("batch",), tune_grid="", tune_epochs=0, student_facebn_methods=None,
+                             student_eval_sizes=(16,))
     out = root / "out"
     summary = DemoPipeline(out, settings, device="cpu", progress=False).run()
     return out, settings, summary, teacher
@@ -54,7 +57,7 @@ def test_students_fine_tune_the_teacher_and_bridge_stays_tiny(pretrained_run) ->
     bridge, meta = load_student(out / "students" / "bridge_16px_s0" / "student.pt")
     assert type(bridge).__name__ == "BridgeStudent" and bridge.input_size == 16 and meta["started_from"] is None
     tuned = json.loads((out / "tune" / "choices.json").read_text())
-    assert set(tuned) == {"aird", "bridge"} and set(tuned["aird"]["candidates"]) == {"0.3", "1"}
+    assert set(tuned) == {"aird", "bridge"} and set(tuned["aird"]["candidates"]) == {"w0.3", "w1"}
 
 
 def test_teacher_gets_every_facebn_mode_students_the_headline_one(pretrained_run) -> None:
@@ -73,3 +76,39 @@ def test_teacher_gets_every_facebn_mode_students_the_headline_one(pretrained_run
 def test_pretrained_preset_needs_a_teacher(tmp_path) -> None:
     with pytest.raises(ConfigError, match="student_init"):
         make_settings("pretrained", faces=str(tmp_path), test_bins=("a.bin",))
+
+
+@pytest.fixture(scope="module")
+def grid_run(tmp_path_factory, pretrained_run):
+    """The pretrained preset as shipped (its named tuning grid, every size, FaceBN only for aird) on tiny data."""
+    _out, settings, _summary, teacher = pretrained_run
+    out = tmp_path_factory.mktemp("grid") / "out"
+    grid = replace(settings, tune_grid="pretrained", tune_epochs=1, student_facebn_methods=("aird",),
+                   student_eval_sizes=(112, 16), methods=("none", "kd", "aird"))
+    summary = DemoPipeline(out, grid, device="cpu", progress=False).run()
+    return out, grid, summary
+
+
+def test_grid_candidates_reach_the_trainer(grid_run) -> None:
+    out, settings, _ = grid_run
+    for index, candidate in enumerate(GRIDS["pretrained"]["aird"]):
+        config = json.loads((out / "tune" / f"aird_16px_s100_c{index}" / "run.json").read_text())["config"]
+        assert config["distill_weights"] == {"aird": candidate["weight"]} and config["num_epoch"] == 1
+        own = {k: v for k, v in candidate.items() if k != "weight"}
+        assert {k: config["distill_config"]["aird"][k] for k in own} == own
+        assert config["distill_config"]["kd"] == {"alpha": 1.0, "tau": 4.0}  # other terms as the recipe wrote
+    tuned = json.loads((out / "tune" / "choices.json").read_text())
+    assert set(tuned) == {"kd", "aird"} and len(tuned["kd"]["candidates"]) == len(GRIDS["pretrained"]["kd"])
+    chosen = tuned["aird"]
+    config = json.loads((out / "students" / "aird_16px_s0" / "run.json").read_text())["config"]
+    assert config["distill_weights"] == {"aird": chosen["weight"]} and config["num_epoch"] == settings.student_epochs
+    assert {k: config["distill_config"]["aird"][k] for k in chosen["fields"]} == chosen["fields"]
+
+
+def test_every_size_facebn_row_for_aird_only(grid_run) -> None:
+    _out, settings, summary = grid_run
+    reported = [r for r in summary["records"] if r["method"] != "teacher" and r["candidate"] is None]
+    modes = lambda m: {r["facebn"] for r in reported if r["method"] == m}  # noqa: E731
+    assert modes("none") == modes("kd") == {"off"} and modes("aird") == {"off", settings.facebn_mode}
+    assert {(r["bin"], r["size"]) for r in reported} == {("test", 112), ("test", 16)}
+    assert all(len(r["pair_correct"]) == 6 for r in reported)  # 20 pairs: 3 bytes of bits, in hex
