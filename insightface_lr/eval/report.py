@@ -189,6 +189,7 @@ def evaluate_cell(model: EvalModel, bin_name: str, images: np.ndarray, issame: n
     values.pop("thresholds")  # identical for every cell: stored once as results["roc_thresholds"]
     for name in ("pair_correct", "pair_accept"):  # hex bits (eval.paired): what paired intervals are made of
         values[name] = pack_bits(np.asarray(values[name], dtype=bool))
+    values.update(pairs=int(issame.size), pair_same=pack_bits(issame))
     return {**record, "status": "ok", "note": "", **values, "seconds": time.perf_counter() - tic}
 
 
