@@ -71,3 +71,89 @@ def compare(records: list[dict[str, Any]], left: Variant, right: Variant, regime
     result = paired_difference(np.stack([a[s] for s in seeds]), np.stack([b[s] for s in seeds]), folds)
     return {"left": variant_name(left), "right": variant_name(right), "regime": regime, "bin": bin_name,
             "sizes": list(sizes), "metric": metric, **result.to_dict()}
+
+
+def build_comparisons(records: list[dict[str, Any]], settings: dict[str, Any], first_bin: str) -> list[dict[str, Any]]:
+    """Every variant against ``none`` (and aird against kd) on ``first_bin``, per regime: accuracy and VAL at the
+    headline size and over the students' probe sizes; every variant's 112-px accuracy against the teacher's."""
+    h, on = settings["headline_size"], settings["facebn_mode"]
+    student_sizes = tuple(settings.get("student_eval_sizes") or settings["eval_sizes"])
+    wheres = [(f"{h} px", (h,))] + ([("over sizes", student_sizes)] if len(student_sizes) > 1 else [])
+    methods = list(settings["methods"])
+    variants = [(m, "off") for m in methods] + [(m, on) for m in methods if _has(records, m, on)]
+    pairs = [(v, ("none", "off")) for v in variants if v != ("none", "off")]
+    pairs += [(("aird", "off"), ("kd", "off"))] if {"aird", "kd"} <= set(methods) else []
+    out = []
+    for regime in settings["regimes"]:
+        for (left, right) in pairs:
+            for where, sizes in wheres:
+                for metric in METRICS:
+                    found = compare(records, left, right, regime, first_bin, sizes, metric)
+                    out += [{**found, "where": where}] if found else []
+        if 112 in student_sizes:
+            for v in variants:
+                found = compare(records, v, ("teacher", "off"), regime, first_bin, (112,), "accuracy")
+                out += [{**found, "where": "112 px"}] if found else []
+    return out
+
+
+def _has(records: list[dict[str, Any]], method: str, facebn: str) -> bool:
+    """Whether reported students of ``method`` were evaluated with FaceBN ``facebn`` (an adapting mode)."""
+    return facebn != "off" and any(r["method"] == method and r["facebn"] == facebn and r["status"] == "ok"
+                                   and r.get("candidate") is None and r.get("weight") is None and not r.get("epochs")
+                                   for r in records)
+
+
+def interval_text(c: dict[str, Any] | None) -> str:
+    """``+1.2 [+0.3, +2.1] better`` (shown) / ``+0.3 [-0.5, +1.1] tie``; n/a without a comparison."""
+    if c is None:
+        return "n/a"
+    word = {"better": "**better**", "worse": "**worse**", "tie": "tie"}[c["verdict"]]
+    return f"{c['difference']:+.1f} [{c['low']:+.1f}, {c['high']:+.1f}] {word}"
+
+
+def find(comparisons: list[dict[str, Any]], left: str, right: str, where: str, metric: str = "accuracy",
+         regime: str | None = None) -> dict[str, Any] | None:
+    """The comparison ``left - right`` (variant names) ``where`` ("16 px", "over sizes", "112 px")."""
+    for c in comparisons:
+        if (c["left"], c["right"], c["where"], c["metric"]) == (left, right, where, metric) and (
+                regime is None or c["regime"] == regime):
+            return c
+    return None
+
+
+def paired_table(summary: dict[str, Any], regime: str) -> str:
+    """Every variant - none (and aird - kd): accuracy and VAL@FAR=1e-3, at the headline size and over sizes."""
+    comps = [c for c in summary.get("comparisons", []) if c["regime"] == regime and c["where"] != "112 px"]
+    wheres = list(dict.fromkeys(c["where"] for c in comps))
+    rows = list(dict.fromkeys((c["left"], c["right"]) for c in comps))
+    head = [f"{w} {'accuracy' if m == 'accuracy' else 'VAL@FAR=1e-3'}" for w in wheres for m in METRICS]
+    lines = ["| difference (points) | seeds | " + " | ".join(head) + " |", "|---|---:|" + "---|" * len(head)]
+    for left, right in rows:
+        cells = [find(comps, left, right, w, m) for w in wheres for m in METRICS]
+        seeds = max((c["seeds"] for c in cells if c), default=0)
+        lines.append(f"| {left} - {right} | {seeds} | " + " | ".join(interval_text(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sizes_table(summary: dict[str, Any], bin_name: str, regime: str) -> str:
+    """Every model's accuracy at every probe size (mean over seeds), its mean over sizes, and its 112-px change
+    against the teacher with the paired interval: does LR training forget HR faces?"""
+    s = summary["settings"]
+    sizes = list(s.get("student_eval_sizes") or s["eval_sizes"])
+    on, comps = s["facebn_mode"], summary.get("comparisons", [])
+    means = {(a["method"], a["facebn"], a["size"]): a["mean"] for a in summary["aggregate"] if a["bin"] == bin_name
+             and a["regime"] in (regime, "teacher") and a["lr_size"] in (s["headline_size"], 112)}
+    variants = [("teacher", "off"), ("teacher", on)] + [(m, f) for m in s["methods"] for f in ("off", on)]
+    lines = ["| model | " + " | ".join(f"{z} px" for z in sizes) + " | mean over sizes | 112 px - teacher |",
+             "|---|" + "---:|" * (len(sizes) + 2)]
+    for method, facebn in variants:
+        values = [means.get((method, facebn, z)) for z in sizes]
+        if all(v is None for v in values):  # e.g. a method whose students were not evaluated with FaceBN
+            continue
+        mean = f"{np.mean(values):.1f}" if None not in values else "n/a"
+        name = variant_name((method, facebn))
+        change = "" if method == "teacher" else interval_text(find(comps, name, "teacher", "112 px", regime=regime))
+        lines.append(f"| {name} | " + " | ".join("n/a" if v is None else f"{v:.1f}" for v in values)
+                     + f" | {mean} | {change} |")
+    return "\n".join(lines) + "\n"

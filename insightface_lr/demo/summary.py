@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .comparisons import build_comparisons, find, paired_table, sizes_table
 from .settings import METHODS, DemoSettings
 
 KEY = ("method", "lr_size", "regime", "bin", "size", "facebn")
@@ -55,9 +56,11 @@ def _lookup(agg: list[dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
     return {tuple(a[k] for k in KEY): a for a in agg}
 
 
-def check_claims(agg: list[dict[str, Any]], settings: DemoSettings) -> list[dict[str, Any]]:
+def check_claims(agg: list[dict[str, Any]], settings: DemoSettings,
+                 comparisons: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The issue's "must show" items at the headline size (probe = training size), each with its numbers,
-    per regime; on the first reported set (synthetic: test.bin; real: the first --test-bin)."""
+    per regime; on the first reported set (synthetic: test.bin; real: the first --test-bin). A claim that a
+    method beats another by a margin also needs the paired interval (demo.comparisons) above 0."""
     table, h, on = _lookup(agg), settings.headline_size, settings.facebn_mode
     first = report_bins(settings.to_dict())[0]
     claims = []
@@ -65,20 +68,27 @@ def check_claims(agg: list[dict[str, Any]], settings: DemoSettings) -> list[dict
     def cell(m: str, regime: str, b: str = first, f: str = "off") -> dict | None:
         return table.get((m, 112, "teacher", b, h, f) if m == "teacher" else (m, h, regime, b, h, f))
 
-    def add(text: str, left: dict | None, right: dict | None, margin: float, at_most: bool = False) -> None:
+    def add(text: str, left: dict | None, right: dict | None, margin: float, at_most: bool = False,
+            interval: dict | None = None) -> None:
         if left is None or right is None:
             return
         diff = left["mean"] - right["mean"]
         holds = diff >= -margin if at_most else diff >= margin
+        if interval is not None and margin > 0 and not at_most:  # "beats by a margin" must also be shown
+            holds = holds and interval["verdict"] == "better"
         claims.append({"claim": text, "difference": diff, "holds": bool(holds), "n": min(left["n"], right["n"]),
-                       "left": left["mean"], "right": right["mean"], **paired_differences(left, right)})
+                       "left": left["mean"], "right": right["mean"], **paired_differences(left, right),
+                       "interval": interval})
 
     for regime in settings.regimes:
         where = f"at {h} px ({first}, FaceBN off, regime {regime})"
         margin = settings.aird_margin
-        add(f"aird beats none by >= {margin:g} points {where}", cell("aird", regime), cell("none", regime), margin)
+        paired = lambda m, r=regime: find(comparisons or [], "aird", m, f"{h} px", "accuracy", r)  # noqa: E731
+        add(f"aird beats none by >= {margin:g} points {where}", cell("aird", regime), cell("none", regime), margin,
+            interval=paired("none"))
         for baseline in ("kd", "feat", "rkd"):
-            add(f"aird >= {baseline} {where}", cell("aird", regime), cell(baseline, regime), 0.0)
+            add(f"aird >= {baseline} {where}", cell("aird", regime), cell(baseline, regime), 0.0,
+                interval=paired(baseline))
         for m in settings.methods:
             add(f"FaceBN ({on}) loses <= 0.3 points in-distribution for {m} at {h} px ({first}, regime {regime})",
                 cell(m, regime, f=on), cell(m, regime), 0.3, at_most=True)
@@ -106,6 +116,9 @@ def claim_text(claim: dict[str, Any]) -> str:
     if std is not None:
         per_seed = ", ".join(f"{d:+.1f}" for d in claim["seed_differences"])
         text += f"; per seed {per_seed}, std {std:.1f}"
+    interval = claim.get("interval")
+    if interval is not None:
+        text += f"; paired 95 % interval [{interval['low']:+.1f}, {interval['high']:+.1f}], {interval['verdict']}"
     text += f"): **{'holds' if claim['holds'] else 'does NOT hold'}**"
     if std is not None and abs(claim["difference"]) <= std:
         text += " (the difference is within one std of the per-seed differences: a tie at this noise level)"
@@ -117,10 +130,11 @@ def build_summary(records: list[dict[str, Any]], settings: DemoSettings, timings
     from ..eval.report import hardware_info
 
     agg = aggregate(records)
+    comparisons = build_comparisons(records, settings.to_dict(), report_bins(settings.to_dict())[0])
     stage_total = lambda prefix: round(sum(v for k, v in timings.items() if k.startswith(prefix)), 1)  # noqa: E731
     return {
-        "settings": settings.to_dict(), "records": records, "aggregate": agg,
-        "claims": check_claims(agg, settings),
+        "settings": settings.to_dict(), "records": records, "aggregate": agg, "comparisons": comparisons,
+        "claims": check_claims(agg, settings, comparisons),
         "run": {"hardware": hardware_info(device), "wall_time_s": round(wall_time_s, 1),
                 "stage_seconds": timings, "total_stage_seconds": round(sum(timings.values()), 1),
                 "stage_totals": {p: stage_total(p) for p in ("data", "teacher", "bridge_g", "student", "eval")},
@@ -272,6 +286,12 @@ def _data_text(summary: dict[str, Any]) -> str:
             "(%), 10-fold; mean ± std over seeds (sample std).")
 
 
+PAIRED_NOTE = ("Each cell: the mean difference in points over the seeds both have, [its 95 % interval: a bootstrap "
+               "over seeds and over pairs within the 10 folds, the same pairs for both models], and the verdict: "
+               "**better** / **worse** when the interval excludes 0 (shown), tie when it holds 0 "
+               "(docs/evaluation.md).")
+
+
 def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
     s, run = summary["settings"], summary["run"]
     hw = run["hardware"]
@@ -279,6 +299,10 @@ def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
     for regime in s["regimes"]:
         parts += [f"## Headline: trained and probed at {s['headline_size']} px, regime {regime}", "",
                   headline_table(summary, regime=regime)]
+    for regime in s["regimes"] if summary.get("comparisons") else []:
+        parts += [f"## Paired differences: {report_bins(s)[0]}, regime {regime}", "", PAIRED_NOTE, "",
+                  paired_table(summary, regime), f"## Every size: {report_bins(s)[0]}, regime {regime}", "",
+                  sizes_table(summary, report_bins(s)[0], regime)]
     parts += ["## The issue's claims", "", *[f"- {claim_text(c)}" for c in summary["claims"]], ""]
     if summary.get("tuning"):
         parts += ["## Tuning (val.bin, FaceBN off, seed 100)", "", tuning_table(summary)]

@@ -1,0 +1,70 @@
+"""demo.comparisons: paired comparisons read off hand-made records (pair bits set by hand)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from insightface_lr.demo.comparisons import build_comparisons, find, interval_text
+from insightface_lr.eval.paired import pack_bits
+
+PAIRS = 20  # 10 folds of 2 pairs: pair 2f genuine, 2f + 1 impostor
+SAME = np.tile([True, False], 10)
+
+
+def record(method: str, seed: int | None, size: int, correct: np.ndarray, facebn: str = "off") -> dict:
+    accept = np.where(SAME, correct, ~correct)  # a genuine pair judged right is accepted
+    return {"method": method, "seed": seed, "size": size, "facebn": facebn, "bin": "dev", "regime": "same",
+            "status": "ok", "epochs": 0, "weight": None, "candidate": None, "lr_size": 16 if seed is not None else 112,
+            "pairs": PAIRS, "pair_same": pack_bits(SAME), "pair_correct": pack_bits(correct),
+            "pair_accept": pack_bits(accept)}
+
+
+def right_first(k: int) -> np.ndarray:
+    """The first ``k`` pairs judged right, the rest wrong."""
+    return np.arange(PAIRS) < k
+
+
+SETTINGS = {"headline_size": 16, "facebn_mode": "calibrate@0.25", "student_eval_sizes": (112, 16),
+            "eval_sizes": (112, 16), "methods": ("none", "kd", "aird"), "regimes": ("same",)}
+
+
+def make_records() -> list[dict]:
+    records = [record("teacher", None, z, right_first(20)) for z in (112, 16)]
+    for seed in (0, 1):
+        records += [record("none", seed, 16, right_first(10)), record("none", seed, 112, right_first(16))]
+        records += [record("aird", seed, 16, right_first(20)), record("aird", seed, 112, right_first(18))]
+        records += [record("kd", seed, 16, right_first(10)), record("kd", seed, 112, right_first(16))]
+    return records
+
+
+def test_differences_are_the_hand_computed_ones() -> None:
+    comps = build_comparisons(make_records(), SETTINGS, "dev")
+    # aird right on all 20 at 16 px, none on the first 10: +50 points, the same on both seeds
+    at16 = find(comps, "aird", "none", "16 px")
+    assert at16["difference"] == 50.0 and at16["per_seed"] == [50.0, 50.0] and at16["seeds"] == 2
+    assert at16["verdict"] == "better" and at16["low"] > 0
+    # over sizes: (16 px +50, 112 px: 18 vs 16 right = +10) / 2 = +30
+    assert find(comps, "aird", "none", "over sizes")["difference"] == 30.0
+    # VAL: genuine pairs only; aird accepts all 10, none the genuine among its first 10 right = 5 -> +50
+    assert find(comps, "aird", "none", "16 px", "val")["difference"] == 50.0
+    # kd is none's copy: exactly 0, a tie with a point interval
+    tie = find(comps, "kd", "none", "16 px")
+    assert (tie["difference"], tie["low"], tie["high"], tie["verdict"]) == (0.0, 0.0, 0.0, "tie")
+    assert interval_text(tie) == "+0.0 [+0.0, +0.0] tie"
+    # the teacher's one run pairs with every seed: none at 112 px is 16/20 vs 20/20 -> -20 points, shown worse
+    hr = find(comps, "none", "teacher", "112 px")
+    assert hr["difference"] == -20.0 and hr["seeds"] == 2 and hr["verdict"] == "worse"
+    assert find(comps, "aird", "kd", "16 px")["difference"] == 50.0
+
+
+def test_facebn_row_only_where_evaluated() -> None:
+    records = make_records() + [record("aird", s, z, right_first(19), "calibrate@0.25") for s in (0, 1)
+                                for z in (112, 16)]
+    comps = build_comparisons(records, SETTINGS, "dev")
+    assert find(comps, "aird + FaceBN", "none", "16 px")["difference"] == 45.0
+    assert find(comps, "kd + FaceBN", "none", "16 px") is None
+
+
+def test_records_without_pair_outcomes_give_no_comparison() -> None:
+    old = [{k: v for k, v in r.items() if not k.startswith("pair")} for r in make_records()]
+    assert build_comparisons(old, SETTINGS, "dev") == []
