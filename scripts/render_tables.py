@@ -192,6 +192,45 @@ def aird_vs_kd(summary: dict[str, Any]) -> str:
     return f"`aird` - `kd` on `{first}.bin`: {_gap(summary, ('aird', first, 'off'), ('kd', first, 'off'), regime)}.\n"
 
 
+def pretrained_paired(summary: dict[str, Any]) -> str:
+    """Every method - none (and aird - kd) on the first test bin: accuracy and VAL@FAR=1e-3 at the headline size
+    and over sizes, each with its paired 95 % interval and verdict (insightface_lr.demo.comparisons)."""
+    from insightface_lr.demo.comparisons import paired_table
+
+    return paired_table(summary, summary["settings"]["regimes"][0])
+
+
+def pretrained_sizes(summary: dict[str, Any]) -> str:
+    """Every model at every probe size, its mean over sizes and its 112-px change against the teacher."""
+    from insightface_lr.demo.comparisons import sizes_table
+    from insightface_lr.demo.summary import report_bins
+
+    s = summary["settings"]
+    return sizes_table(summary, report_bins(s)[0], s["regimes"][0])
+
+
+def pretrained_verdict(summary: dict[str, Any]) -> str:
+    """The issue's bar in words: ``aird`` - ``none`` at the headline size on the first test bin (>= the run's
+    margin with the interval above 0), ``aird`` - ``kd``, and the best method against ``none``."""
+    from insightface_lr.demo.comparisons import find, interval_text
+    from insightface_lr.demo.summary import report_bins
+
+    s = summary["settings"]
+    where, first, margin = f"{s['headline_size']} px", report_bins(s)[0], s["aird_margin"]
+    comps = summary.get("comparisons", [])
+    aird, kd = find(comps, "aird", "none", where), find(comps, "aird", "kd", where)
+    if aird is None:
+        return "No paired comparison of `aird` and `none` in this run.\n"
+    holds = aird["difference"] >= margin and aird["verdict"] == "better"
+    shown = [c for c in comps if c["right"] == "none" and c["where"] == where and c["metric"] == "accuracy"
+             and c["verdict"] == "better"]
+    best = ", ".join(f"`{c['left']}` {interval_text(c)}" for c in shown) or "none of them"
+    return (f"On `{first}.bin` at {where} over {aird['seeds']} seeds: `aird` - `none` {interval_text(aird)} "
+            f"(the bar, >= +{margin:g} with the interval above 0, {'holds' if holds else 'does NOT hold'}); "
+            f"`aird` - `kd` {interval_text(kd)}. Shown better than the plain fine-tune in accuracy at {where}: "
+            f"{best}.\n")
+
+
 TABLES: dict[str, Table] = {
     # the main command as the README states it (regime subset, timed), and the same run extended to both regimes
     "synthetic": Table("docs/demo/summary.json", partial(synthetic_table, regime="subset")),
@@ -202,6 +241,10 @@ TABLES: dict[str, Table] = {
     "pretrained": Table("docs/pretrained/summary.json", pretrained_table),
     "int8": Table("docs/int8/summary.json", int8_sentence),
     "pretrained_aird_kd": Table("docs/pretrained/summary.json", aird_vs_kd),
+    # issue 30's comparison (summaries with per-pair comparisons): paired intervals, every size, the verdict
+    "pretrained_paired": Table("docs/pretrained/summary.json", pretrained_paired),
+    "pretrained_sizes": Table("docs/pretrained/summary.json", pretrained_sizes),
+    "pretrained_verdict": Table("docs/pretrained/summary.json", pretrained_verdict),
     "synthetic_claims": Table("docs/demo/both/summary.json", claims_list),
     "real_subset": Table("docs/real_faces/summary.json",
                          partial(real_table, regime="subset", facebn="calibrate", weights=True)),

@@ -1,10 +1,12 @@
-"""demo.comparisons: paired comparisons read off hand-made records (pair bits set by hand)."""
+"""demo.comparisons: paired comparisons read off hand-made records (pair bits set by hand), and render_tables'
+issue-30 renderers on a made-up summary whose differences are known by hand."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from insightface_lr.demo.comparisons import build_comparisons, find, interval_text
+from insightface_lr.demo.summary import aggregate
 from insightface_lr.eval.paired import pack_bits
 
 PAIRS = 20  # 10 folds of 2 pairs: pair 2f genuine, 2f + 1 impostor
@@ -16,7 +18,7 @@ def record(method: str, seed: int | None, size: int, correct: np.ndarray, facebn
     return {"method": method, "seed": seed, "size": size, "facebn": facebn, "bin": "dev", "regime": "same",
             "status": "ok", "epochs": 0, "weight": None, "candidate": None, "lr_size": 16 if seed is not None else 112,
             "pairs": PAIRS, "pair_same": pack_bits(SAME), "pair_correct": pack_bits(correct),
-            "pair_accept": pack_bits(accept)}
+            "pair_accept": pack_bits(accept), "accuracy_mean": float(correct.mean())}
 
 
 def right_first(k: int) -> np.ndarray:
@@ -68,3 +70,34 @@ def test_facebn_row_only_where_evaluated() -> None:
 def test_records_without_pair_outcomes_give_no_comparison() -> None:
     old = [{k: v for k, v in r.items() if not k.startswith("pair")} for r in make_records()]
     assert build_comparisons(old, SETTINGS, "dev") == []
+
+
+def summary_of(records: list[dict], margin: float) -> dict:
+    settings = {**SETTINGS, "aird_margin": margin, "faces": "x", "test_bins": ("dev.bin",), "val_fraction": 0.2}
+    return {"settings": settings, "aggregate": aggregate(records),
+            "comparisons": build_comparisons(records, settings, "dev")}
+
+
+def test_verdict_sentence_flips_with_the_bar(load_script) -> None:
+    tables = load_script("render_tables")
+    records = make_records()  # aird - none = +50 at 16 px on both seeds
+    assert "+50.0 [+" in tables.pretrained_verdict(summary_of(records, 1.0))
+    assert "(the bar, >= +1 with the interval above 0, holds)" in tables.pretrained_verdict(summary_of(records, 1.0))
+    assert "does NOT hold" in tables.pretrained_verdict(summary_of(records, 60.0))  # +50 < the margin 60
+    # aird made equal to none: a tie, the bar does not hold, and aird is not among the shown methods
+    tied = [r if r["method"] != "aird" else record("aird", r["seed"], r["size"], right_first(10 if r["size"] == 16
+                                                                                            else 16))
+            for r in records]
+    text = tables.pretrained_verdict(summary_of(tied, 1.0))
+    assert "`aird` - `none` +0.0 [+0.0, +0.0] tie" in text and "does NOT hold" in text
+    assert text.endswith("in accuracy at 16 px: none of them.\n")
+
+
+def test_paired_and_sizes_tables(load_script) -> None:
+    tables = load_script("render_tables")
+    summary = summary_of(make_records(), 1.0)
+    paired = tables.pretrained_paired(summary)
+    assert "| aird - none | 2 | +50.0 [" in paired and "| kd - none | 2 | +0.0 [+0.0, +0.0] tie |" in paired
+    sizes = tables.pretrained_sizes(summary)
+    # none: 80 % at 112 px (16 of 20), 50 % at 16 px; mean 65; 112 px - teacher (100 %) = -20, shown worse
+    assert "| none | 80.0 | 50.0 | 65.0 | -20.0 [" in sizes and "**worse** |" in sizes
