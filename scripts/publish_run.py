@@ -17,6 +17,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+PATH_FIELDS = {"settings": ("faces", "teacher_model", "test_bins"), "data": ("faces",)}
+
+
+def without_paths(summary: dict) -> dict:
+    """The summary with the run machine's file paths reduced to file names (a committed summary says which files,
+    not where they lay on the machine that ran it)."""
+    out = dict(summary)
+    for section, fields in PATH_FIELDS.items():
+        if isinstance(out.get(section), dict):
+            part = dict(out[section])
+            for name in fields:
+                value = part.get(name)
+                if isinstance(value, str) and value:
+                    part[name] = Path(value).name
+                elif isinstance(value, list):
+                    part[name] = [Path(v).name for v in value]
+            out[section] = part
+    return out
+
+
 def publish(run: Path, dest: Path) -> list[Path]:
     """The summary, report and plots of ``run`` written into ``dest``; returns the files written."""
     from insightface_lr.atomic import atomic_write_bytes
@@ -24,7 +44,8 @@ def publish(run: Path, dest: Path) -> list[Path]:
     results = run / "results.json"
     if not results.is_file():
         raise SystemExit(f"publish_run: {results} not found (expected a finished demo folder)")
-    summary = {k: v for k, v in json.loads(results.read_text(encoding="utf-8")).items() if k != "records"}
+    summary = without_paths({k: v for k, v in json.loads(results.read_text(encoding="utf-8")).items()
+                             if k != "records"})
     dest.mkdir(parents=True, exist_ok=True)
     written = [dest / "summary.json"]
     atomic_write_bytes(written[0], (json.dumps(summary, indent=1) + "\n").encode())

@@ -33,3 +33,14 @@ def test_an_unfinished_run_is_refused_in_one_line(script, tmp_path) -> None:
     with pytest.raises(SystemExit, match="results.json not found"):
         script.publish(tmp_path, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_machine_paths_become_file_names(script, tmp_path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    settings = {"faces": "/work/pre/faces", "teacher_model": "/x/y/model", "test_bins": ["/a/dev.bin", "/b/lfw.bin"]}
+    (run / "results.json").write_text(json.dumps({"settings": settings, "data": {"faces": "/work/pre/faces"}}))
+    script.publish(run, tmp_path / "dest")
+    summary = json.loads((tmp_path / "dest" / "summary.json").read_text())
+    assert summary["settings"] == {"faces": "faces", "teacher_model": "model", "test_bins": ["dev.bin", "lfw.bin"]}
+    assert summary["data"] == {"faces": "faces"}

@@ -43,6 +43,8 @@ def _real_fields(args: argparse.Namespace) -> dict:
 
     fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or (),
               "budget_seeds": args.budget_seeds or (), **({"regimes": args.regimes} if args.regimes else {})}
+    if getattr(args, "full_sweep", False):
+        fields.update(facebn_extra=("batch",), facebn_sizes=())
     if not args.faces:
         if args.test_bin or args.teacher:
             raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
@@ -114,6 +116,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--extend", action="store_true",
                         help="add to a finished --out: more seeds, --same-seeds, --regimes or --budget-seeds (the "
                              "recorded values first); every other setting stays as the folder recorded it")
+    parser.add_argument("--full-sweep", action="store_true",
+                        help="every FaceBN mode (batch too) at every probe size for every model; by default the "
+                             "synthetic demo evaluates what its tables and plots show (adapting modes at the "
+                             "headline size)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

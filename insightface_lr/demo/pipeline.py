@@ -269,7 +269,10 @@ class DemoPipeline:
         if cell is not None and not s.student_facebn(cell.method):
             modes = ("off",)
         sizes = s.student_eval_sizes if cell is not None and s.student_eval_sizes else s.eval_sizes
-        config = SweepConfig(sizes=sizes, facebn_modes=modes, batch_size=s.eval_batch_size)
+        facebn_sizes = tuple(z for z in s.facebn_sizes if z in sizes)
+        if s.facebn_sizes and not facebn_sizes:  # none of this model's probe sizes gets an adapting mode
+            modes = ("off",)
+        config = SweepConfig(sizes=sizes, facebn_modes=modes, batch_size=s.eval_batch_size, facebn_sizes=facebn_sizes)
         if cell is not None and not cell.is_extra and not s.students_on_val:
             sets.pop("val", None)
         if cell is not None and cell.is_extra:

@@ -267,11 +267,14 @@ def _data_text(summary: dict[str, Any]) -> str:
            if "subset" in s["regimes"] else "")
     budget = (f"{s['student_epochs']} epochs" if s["student_epochs"] else f"{s['student_steps']} steps") + \
         f" of {s['batch_size']} faces"
-    teacher = s["teacher_model"] or f"demo_hr_net at 112 px, {s['teacher_epochs']} epochs"
+    # files by their names: a committed report must not carry the paths of the machine that ran it
+    teacher = Path(s["teacher_model"]).name if s["teacher_model"] else \
+        f"demo_hr_net at 112 px, {s['teacher_epochs']} epochs"
     if s["faces"]:
-        head = (f"Real faces: {s['faces']} ({d.get('identities')} identities, {d.get('images')} faces); "
+        head = (f"Real faces: {Path(s['faces']).name} ({d.get('identities')} identities, {d.get('images')} faces); "
                 f"{d.get('val_identities')} identities carved out as val.bin (tuning and budgets only), "
-                f"{d.get('train_identities')} for training. Reported on {', '.join(s['test_bins'])}.")
+                f"{d.get('train_identities')} for training. Reported on "
+                f"{', '.join(Path(b).name for b in s['test_bins'])}.")
     else:
         head = (f"Synthetic faces: {s['train_ids']} training identities x {s['images_per_identity']} images "
                 f"(train.rec), {s['pairs']} verification pairs of {s['test_ids']} disjoint identities (test.bin) "

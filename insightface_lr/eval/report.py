@@ -59,6 +59,13 @@ class SweepConfig:
     include_bn1d: bool = False
     image_size: int = BIN_FACE_SIZE
     calibrate_passes: int | str = "exact"  # FaceBN calibrate: passes over the set ("exact": independent of batch_size)
+    facebn_sizes: tuple[int, ...] = ()  # the sizes adapting FaceBN modes are evaluated at (empty: every size)
+
+    def cell_modes(self, size: int) -> tuple[str, ...]:
+        """The FaceBN modes evaluated at probe ``size`` ("off" at every size)."""
+        if not self.facebn_sizes or int(size) in self.facebn_sizes:
+            return self.facebn_modes
+        return tuple(m for m in self.facebn_modes if m == "off")
 
     def __post_init__(self) -> None:
         if not self.sizes or any(int(s) < 1 for s in self.sizes):
@@ -108,7 +115,8 @@ def run_sweep(
     bin_names = unique_names([Path(b).stem for b in bins])
     records: list[dict[str, Any]] = []
     bin_info: dict[str, Any] = {}
-    with _progress(len(loaded) * len(bins) * len(cfg.sizes) * len(cfg.facebn_modes), progress) as bar:
+    cells = sum(len(cfg.cell_modes(z)) for z in cfg.sizes)
+    with _progress(len(loaded) * len(bins) * cells, progress) as bar:
         for bin_name, path in zip(bin_names, bins, strict=True):
             images, issame = load_bin_images(path, cfg.image_size)
             bin_info[bin_name] = {"path": str(path), "pairs": int(issame.size), "positives": int(issame.sum())}
@@ -145,7 +153,7 @@ def _sweep_one(model: EvalModel, bin_name: str, probes: ProbeSets, issame: np.nd
     out, done = [], {}
     for size in cfg.sizes:
         chain = probe_chain(images.shape[1], size, model.input_size)
-        for mode in cfg.facebn_modes:
+        for mode in cfg.cell_modes(size):
             bar.set_postfix_str(f"{model.name} {bin_name} {size}px facebn={mode}", refresh=False)
             if (chain, mode) in done:  # bit-identical model input: the same numbers, without recomputing them
                 same = done[(chain, mode)]

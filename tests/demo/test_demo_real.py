@@ -41,7 +41,7 @@ def test_real_mode_splits_identities_tunes_on_val_and_reports_both_regimes(real_
     results = json.loads((out / "results.json").read_text())
     # tuning: every distilling method, every weight, on val only; the choice is the best val accuracy
     choice = results["tuning"]["aird"]
-    assert set(choice["candidates"]) == {"1", "4"}
+    assert set(choice["candidates"]) == {"w1", "w4"}
     assert choice["val_accuracy"] == max(choice["candidates"].values())
     assert "none" not in results["tuning"]
     tuned = [r for r in results["records"] if r["weight"] is not None]

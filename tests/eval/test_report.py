@@ -379,3 +379,32 @@ def test_facebn_flag_alone_is_the_default_mode() -> None:
 
     args = cli.build_parser().parse_args(["eval", "--model", "m.pt", "--bins", "a.bin", "--facebn"])
     assert args.facebn == DEFAULT_FACEBN == "calibrate@0.25"
+
+
+def test_repeated_faces_are_embedded_once_with_the_same_numbers(assets, tmp_path) -> None:
+    """A set whose pairs reuse faces (as dev.bin: 711 faces in 2,400 slots): FaceBN off gives the numbers of
+    embedding every slot; calibrate adapts to each distinct face once (the reference calibrates on them by hand)."""
+    from insightface_lr.data.pixels import normalize_uint8
+    from insightface_lr.eval.probes import distinct_faces, lr_probes, to_input_size
+
+    images, issame = load_bin_images(assets["bin"])
+    half = len(images) // 2  # the first half of the faces twice (their pairs again): uneven repeats
+    slots = np.concatenate([np.arange(len(images)), np.arange(half)])
+    repeated = write_bin(tmp_path / "repeated.bin", [encode_jpeg(images[i]) for i in slots],
+                         np.concatenate([issame, issame[:half // 2]]).tolist())
+    res = run_sweep({"tiny": assets["student"]}, [repeated], sizes=(8, 16), facebn_modes=("off", "calibrate"),
+                    config=SweepConfig(sizes=(8, 16), facebn_modes=("off", "calibrate"), batch_size=16,
+                                       facebn_sizes=(8,)))
+    assert {(r["size"], r["facebn"]) for r in res["records"]} == {(8, "off"), (8, "calibrate"), (16, "off")}
+    faces, same = load_bin_images(repeated)
+    model, _ = load_student(assets["student"])
+    every_slot = lowres_verification(inference_net(model), faces, same, 8, 16, batch_size=16)
+    assert cell(res, 8, "off")["accuracy_mean"] == pytest.approx(every_slot.accuracy_mean, abs=1e-12)
+    first, _ = distinct_faces(faces)
+    assert first.size == len(images)
+    adapted = FaceBN(model, mode="calibrate")
+    low = to_input_size(normalize_uint8(torch.from_numpy(lr_probes(faces[first], 8)).permute(0, 3, 1, 2)), 16)
+    adapted.calibrate([low[i:i + 16] for i in range(0, len(low), 16)], passes="exact")
+    reference = lowres_verification(adapted, faces, same, 8, 16, batch_size=16)
+    assert cell(res, 8, "calibrate")["xnorm"] == pytest.approx(reference.xnorm, rel=1e-6)
+    assert cell(res, 8, "calibrate")["accuracy_mean"] == pytest.approx(reference.accuracy_mean, abs=1e-12)
