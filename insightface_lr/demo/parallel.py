@@ -135,8 +135,19 @@ def _schedule(pipeline: DemoPipeline, pool: ProcessPoolExecutor, ready: list[str
             return pool.submit(_run_in_worker, _worker_args(pipeline), name)
 
     running = {submit(name): name for name in ready}
+    released: set[str] = set()
+
+    def release(builder: str) -> None:  # a builder's followers start once, when its cache exists or it ends
+        if builder not in released:
+            released.add(builder)
+            running.update({submit(follower): follower for follower in waiting.get(builder, [])})
+
     while running:
-        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        pending = [b for b in waiting if b not in released]
+        done, _ = wait(running, timeout=CACHE_POLL_S if pending else None, return_when=FIRST_COMPLETED)
+        for builder in pending:  # the cache is built at the start of the builder's training: no need to wait
+            if _cache_ready(pipeline, builder):  # for the rest of it (a 112-px fine-tune: ~10 minutes)
+                release(builder)
         for future in done:
             name = running.pop(future)
             if future.exception() is not None:
@@ -146,7 +157,19 @@ def _schedule(pipeline: DemoPipeline, pool: ProcessPoolExecutor, ready: list[str
             pipeline.add_timings(timings, ran)
             for stage in ran:
                 pipeline.say(f"[demo] {stage}: {timings[stage]:.1f} s")
-            running.update({submit(follower): follower for follower in waiting.get(name, [])})
+            release(name)
+
+
+CACHE_POLL_S = 5.0
+
+
+def _cache_ready(pipeline: DemoPipeline, builder: str) -> bool:
+    """Whether the shared teacher cache ``builder`` builds is complete (its ``meta.json`` is written last, and a
+    cache in the making lives in a hidden folder until it is renamed into place)."""
+    cache = pipeline.cache_of(builder)
+    if cache is None:
+        return False
+    return any(not p.parent.name.startswith(".") for p in (pipeline.out / "cache" / cache).glob("*/meta.json"))
 
 
 def _worker_args(pipeline: DemoPipeline) -> dict[str, Any]:

@@ -193,6 +193,23 @@ def test_task_order_builds_each_shared_cache_once_before_its_users():
         DemoPipeline("unused", TINY, device="cpu", jobs=0)
 
 
+def test_followers_start_when_the_cache_is_complete(tmp_path):
+    """A builder's followers are released as soon as its cache is renamed into place, not when its whole
+    training ends; a cache still in its hidden build folder is not complete."""
+    from insightface_lr.demo.parallel import _cache_ready
+
+    pipeline = DemoPipeline(tmp_path, make_settings("full"), device="cpu", progress=False, jobs=2)
+    building = tmp_path / "cache" / "teacher_subset" / ".tmp_build"
+    building.mkdir(parents=True)
+    (building / "meta.json").write_text("{}")
+    assert not _cache_ready(pipeline, "kd_16px_s0_subset")
+    (tmp_path / "cache" / "teacher_subset" / "key").mkdir()
+    assert not _cache_ready(pipeline, "kd_16px_s0_subset")  # the folder, without its meta.json yet
+    (tmp_path / "cache" / "teacher_subset" / "key" / "meta.json").write_text("{}")
+    assert _cache_ready(pipeline, "kd_16px_s0_subset")
+    assert not _cache_ready(pipeline, "kd_16px_s0") and not _cache_ready(pipeline, "teacher")
+
+
 def test_resume_redoes_only_missing_stages(tiny_run, tmp_path):
     import shutil
 
