@@ -42,7 +42,8 @@ def _real_fields(args: argparse.Namespace) -> dict:
     from ..errors import ConfigError
 
     fields = {"student_fraction": args.student_fraction, "same_seeds": args.same_seeds or (),
-              "budget_seeds": args.budget_seeds or (), **({"regimes": args.regimes} if args.regimes else {})}
+              "budget_seeds": args.budget_seeds or (), **({"regimes": args.regimes} if args.regimes else {}),
+              **({"methods": tuple(args.methods)} if args.methods else {})}
     if getattr(args, "full_sweep", False):
         fields.update(facebn_extra=("batch",), facebn_sizes=())
     if not args.faces:
@@ -72,7 +73,7 @@ def _extension(args: argparse.Namespace):
         raise ConfigError(f"demo --extend: {path} not found; --extend adds to a demo already run in --out")
     recorded = DemoSettings.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
     given = {"seeds": args.seeds, "same_seeds": args.same_seeds, "budget_seeds": args.budget_seeds,
-             "regimes": args.regimes}
+             "regimes": args.regimes, "methods": args.methods}
     return replace(recorded, **{k: tuple(v) for k, v in given.items() if v is not None})
 
 
@@ -102,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     real.add_argument("--student-init", choices=("teacher", "scratch"),
                       help="with --teacher: 'teacher' (default) fine-tunes a copy of it for every method but bridge; "
                            "'scratch' trains bridge_students from scratch")
+    parser.add_argument("--methods", type=name_list_argument,
+                        help="the methods to compare (default: the preset's; with --extend: the recorded ones "
+                             "first, then the ones to add)")
     parser.add_argument("--regimes", type=name_list_argument,
                         help="same: students train on the teacher's identities; subset: on a seeded "
                              "--student-fraction of them (the teacher knows more). Default: subset (synthetic), "

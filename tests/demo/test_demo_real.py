@@ -4,6 +4,7 @@ real ones): identity splits, tuning on val.bin, budgets, both regimes, report, r
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -156,3 +157,21 @@ def test_cli_extend_needs_a_recorded_demo(tmp_path, capsys):
     assert main(["demo", "--extend", "--seeds", "0,1", "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "demo --extend" in err and "settings.json not found" in err
+
+
+def test_cli_methods_flag_chooses_and_extends_methods(tmp_path):
+    """``demo --methods`` picks the compared methods; with --extend it may only add methods after the recorded."""
+    import argparse
+
+    from insightface_lr.commands import demo as demo_command
+    from insightface_lr.demo.settings import extended
+
+    parser = argparse.ArgumentParser()
+    demo_command.add_arguments(parser)
+    args = parser.parse_args(["--quick", "--methods", "none,aird", "--out", str(tmp_path / "o")])
+    settings = make_settings(demo_command._preset(args), **demo_command._real_fields(args))
+    assert settings.methods == ("none", "aird")
+    recorded = make_settings("tiny", methods=("none", "aird"))
+    assert extended(recorded, replace(recorded, methods=("none", "aird", "kd"))).methods == ("none", "aird", "kd")
+    with pytest.raises(ConfigError, match="methods .*only additions"):
+        extended(recorded, replace(recorded, methods=("aird", "none")))
