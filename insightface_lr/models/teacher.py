@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from .mxnet_checkpoint import is_mxnet_checkpoint, load_mxnet_checkpoint
+from .model_path import model_kind
+from .mxnet_checkpoint import load_mxnet_checkpoint
 from .student_file import STUDENT_FORMAT, build_student, import_student_plugins, load_student, save_student
 from .weights import (
     CHECKPOINT_KEYS,
@@ -127,13 +128,14 @@ def load_frozen_model(
             return path_or_module.to(device)
         return FrozenModel(path_or_module, embedding_size=embedding_size).to(device)
     path = Path(path_or_module)
-    if is_mxnet_checkpoint(path):  # before the folder test: a folder with *-symbol.json is not an ONNX package
+    kind = model_kind(path)
+    if kind == "mxnet":
         model, _meta = load_model_file(path)
         return FrozenModel(model, checksum=file_sha256(model.params_path)).to(device)
-    if path.suffix.lower() == ".onnx" or path.is_dir():
+    if kind in ("onnx", "onnx_package") or path.suffix.lower() == ".onnx":  # a missing .onnx: onnx's own message
         from .onnx_teacher import OnnxTeacher
 
-        if path.is_dir():  # an insightface model package (manifest v2)
+        if kind == "onnx_package":  # an insightface model package (manifest v2)
             return OnnxTeacher.from_package(path, device=str(device))
         return OnnxTeacher(path, device=str(device))
     model, _meta = load_model_file(path, network, embedding_size)
@@ -149,7 +151,7 @@ def load_model_file(
     """``(eval-mode model, meta)`` from a save_student file, an arcface_torch state dict / checkpoint, or an
     MXNet checkpoint (prefix, either file, or its folder: :mod:`.mxnet_checkpoint`)."""
     path = Path(path)
-    if is_mxnet_checkpoint(path):
+    if model_kind(path) == "mxnet":
         model = load_mxnet_checkpoint(path)
         return model, {"network": model.network, "source": str(model.params_path), "output": model.output_note}
     obj = load_weights_file(path)
