@@ -72,7 +72,7 @@ def load_mxnet_checkpoint(path: str | Path, epoch: int | None = None) -> MxnetGr
         text = symbol_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{symbol_path}: cannot read the MXNet symbol file ({exc})") from exc
-    net = MxnetGraphNet(text, source=symbol_path)
-    net.load_mxnet_weights(load_mxnet_params(params_path), params_path)
+    # the weights are checked against the graph before it is allocated: memory follows the files' sizes
+    net = MxnetGraphNet(text, source=symbol_path, weights=load_mxnet_params(params_path), weights_source=params_path)
     net.params_path = params_path
     return net.eval()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +26,7 @@ from torch import nn
 
 Attrs = dict[str, str]
 Built = tuple[list[nn.Module], dict[int, tuple[int, str]]]
+MAX_ATTRIBUTE_TEXT = 1000
 
 
 class OpError(ValueError):
@@ -34,13 +36,15 @@ class OpError(ValueError):
 def parse_value(text: str) -> Any:
     """mxnet attribute text -> Python: ``"(3, 3)"`` -> (3, 3), ``"True"`` -> True, ``"1e-3"`` -> 0.001."""
     lowered = text.strip()
+    if len(lowered) > MAX_ATTRIBUTE_TEXT:  # no real attribute is this long; literal_eval of deep nesting recurses
+        raise OpError(f"attribute value of {len(lowered)} characters (at most {MAX_ATTRIBUTE_TEXT})")
     if lowered.lower() in ("true", "false"):
         return lowered.lower() == "true"
     if lowered.lower() == "none":
         return None
     try:
         return ast.literal_eval(lowered)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return lowered
 
 
@@ -205,7 +209,7 @@ def activation(attrs: Attrs, shape: torch.Size) -> Built:
 
 def fully_connected(attrs: Attrs, shape: torch.Size) -> Built:
     flatten = bool(_get(attrs, "flatten", True)) and len(shape) > 2
-    features = int(torch.tensor(shape[1:]).prod()) if flatten else shape[-1]
+    features = math.prod(shape[1:]) if flatten else shape[-1]
     no_bias = bool(_get(attrs, "no_bias", False))
     linear = nn.Linear(features, int(_get(attrs, "num_hidden", 0)), bias=not no_bias)
     modules: list[nn.Module] = [nn.Flatten(), linear] if flatten else [linear]
