@@ -33,3 +33,23 @@ def test_an_unfinished_run_is_refused_in_one_line(script, tmp_path) -> None:
     with pytest.raises(SystemExit, match="results.json not found"):
         script.publish(tmp_path, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_machine_paths_are_cut_from_the_published_report(script, tmp_path) -> None:
+    run, dest = tmp_path / "run", tmp_path / "docs" / "x"
+    run.mkdir()
+    results = {"settings": {"faces": "/work/data/real", "test_bins": ["/home/me/sets/dev.bin"],
+                            "url": "https://example.org/a/b"}}
+    (run / "results.json").write_text(json.dumps(results))
+    (run / "report.md").write_text("Real faces: /work/data/real (137 identities); 16 faces/s\n")
+    script.publish(run, dest)
+    assert json.loads((dest / "summary.json").read_text())["settings"] == {
+        "faces": "…/data/real", "test_bins": ["…/sets/dev.bin"], "url": "https://example.org/a/b"}
+    assert (dest / "report.md").read_text() == "Real faces: …/data/real (137 identities); 16 faces/s\n"
+
+
+def test_committed_reports_carry_no_machine_paths(script) -> None:
+    reports = [*ROOT.glob("docs/**/summary.json"), *ROOT.glob("docs/**/report.md")]
+    assert reports
+    found = [f"{p.relative_to(ROOT)}: {m}" for p in reports for m in script.MACHINE_PATH.findall(p.read_text("utf-8"))]
+    assert found == []

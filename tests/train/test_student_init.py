@@ -3,6 +3,7 @@ head starts from the teacher's class centres; recorded in student.pt; resumed ex
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,8 @@ def test_student_starts_as_the_teacher_with_its_sizes_and_centres(tiny_data, tin
     centres = reference_centres(tiny_data, teacher)
     torch.testing.assert_close(trainer.classifier.weight.detach(), centres, atol=1e-5, rtol=0)
     path = trainer.fit()
+    header = json.loads((tmp_path / "run" / "training.log").read_text().split("; config ", 1)[1].splitlines()[0])
+    assert (header["network"], header["embedding_size"], header["student_input_size"]) == ("tiny_mlp_test", 16, 112)
     student, meta = load_student(path)
     assert (student.input_size, student.embedding_size) == (112, 16)
     assert meta["started_from"]["student_init"] == "teacher"
