@@ -12,7 +12,7 @@ A case passes when :func:`~insightface_lr.models.teacher.load_teacher` either lo
 model embeds a batch, or refuses it with one line (an ``InsightFaceLRError``, what the CLI prints with exit
 code 2) naming one of the two files; and either way within ``--max-seconds`` and without the process's peak
 memory growing by more than ``--max-rss-mb``. Anything else is listed with its case number (re-run one case
-with ``--first N --cases 1``) and the script exits 1. ``tests/models/test_mxnet_fuzz.py`` runs a sample.
+with ``--first N --cases 1``) and the script exits 1. ``tests/models/mxnet/test_hostile.py`` runs a sample.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def tiny_checkpoint(seed: int = 0) -> tuple[dict, bytes]:
 
 
 def params_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """mxnet's NDArray-list V2 layout (see :mod:`insightface_lr.models.mxnet_params`), float32 arrays."""
+    """mxnet's NDArray-list V2 layout (see :mod:`insightface_lr.models.mxnet.params`), float32 arrays."""
     parts = [struct.pack("<QQQ", 0x112, 0, len(arrays))]
     for value in arrays.values():
         parts.append(struct.pack("<IiI", 0xF993FAC9, 0, value.ndim) + struct.pack(f"<{value.ndim}q", *value.shape))

@@ -1,5 +1,5 @@
 """Models to evaluate: our student ``.pt``, an arcface_torch ``backbone.pth`` / checkpoint, an ``.onnx`` file, or an
-MXNet checkpoint (``model-symbol.json`` + ``model-0000.params``, read by :mod:`insightface_lr.models.mxnet_checkpoint`).
+MXNet checkpoint (``model-symbol.json`` + ``model-0000.params``, read by :mod:`insightface_lr.models.mxnet.checkpoint`).
 
 Everything becomes an :class:`EvalModel`: a callable ``fn(x [B,3,S,S] normalised RGB) -> [B,D]`` plus the
 facts the sweep needs (input side, whether FaceBN can adapt it). For torch networks ``fn`` is the inference

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..errors import ConfigError
-from .mxnet_checkpoint import is_mxnet_checkpoint
+from .mxnet.checkpoint import is_mxnet_checkpoint
 
 ModelKind = Literal["mxnet", "onnx", "onnx_package", "torch"]
 # what the messages say is accepted (the same list everywhere)

@@ -16,7 +16,7 @@ from torch import nn
 
 from .frozen import FrozenModel
 from .model_path import model_kind
-from .mxnet_checkpoint import load_mxnet_checkpoint
+from .mxnet.checkpoint import load_mxnet_checkpoint
 from .student_file import STUDENT_FORMAT, build_student, import_student_plugins, load_student, save_student
 from .weights import (
     CHECKPOINT_KEYS,
@@ -84,7 +84,7 @@ def load_model_file(
     path: str | Path, network: str | None = None, embedding_size: int | None = None
 ) -> tuple[nn.Module, dict[str, Any]]:
     """``(eval-mode model, meta)`` from a save_student file, an arcface_torch state dict / checkpoint, or an
-    MXNet checkpoint (prefix, either file, or its folder: :mod:`.mxnet_checkpoint`)."""
+    MXNet checkpoint (prefix, either file, or its folder: :mod:`.mxnet.checkpoint`)."""
     path = Path(path)
     if model_kind(path) == "mxnet":
         model = load_mxnet_checkpoint(path)

@@ -113,7 +113,7 @@ def test_resume_is_exact(tiny_data, tiny_teacher, tmp_path, on_path) -> None:
 
 def test_student_init_from_an_mxnet_prefix_trains(tiny_data, tmp_path, on_path, monkeypatch) -> None:
     """The prefix (``.../model`` for model-symbol.json + model-0000.params) names no file, and still starts a run."""
-    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "models"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "models" / "mxnet"))
     from mxnet_symbols import SymbolBuilder
 
     sb = SymbolBuilder(seed=1)
@@ -128,7 +128,7 @@ def test_student_init_from_an_mxnet_prefix_trains(tiny_data, tmp_path, on_path, 
                                                                                                     112)
     start = {k: v.clone() for k, v in trainer.student.state_dict().items()}
     for key, name, _kind in trainer.student.param_map:  # the starting weights are the checkpoint's
-        assert torch.equal(start[key], sb.weight(name)) or key in trainer.student.fixed_gamma, key
+        assert torch.equal(start[key], sb.weight(name)) or key in trainer.student.fixed_params, key
     student, meta = load_student(trainer.fit())
     assert meta["started_from"]["student_init"] == str(prefix)
     assert any(not torch.equal(v, start[k]) for k, v in student.state_dict().items())

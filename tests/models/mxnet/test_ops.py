@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from mxnet_symbols import SymbolBuilder
 
-from insightface_lr.models.mxnet_graph import MxnetGraphNet
+from insightface_lr.models.mxnet.graph import MxnetGraphNet
 
 SIZE = 8
 
@@ -244,3 +244,29 @@ def test_global_stats_batchnorm_uses_the_running_statistics_while_training() -> 
     state = {k: v for k, v in net.state_dict().items() if "running" in k}
     assert np.allclose(state[next(k for k in state if k.endswith("running_mean"))].numpy(), mean.ravel())
     assert np.allclose(state[next(k for k in state if k.endswith("running_var"))].numpy(), var.ravel())
+
+
+class _Scale(torch.nn.Module):
+    """A per-channel scale with a parameter: what a new op with a weight looks like."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1)
+
+
+def test_an_op_is_one_table_entry(monkeypatch) -> None:
+    """A new op, with a parameter input, supported by adding its entry to OPS and nothing else."""
+    from insightface_lr.models.mxnet import ops
+
+    monkeypatch.setitem(ops.OPS, "ChannelScale", ops.Op(lambda attrs, shape: [_Scale(shape[1])],
+                                                        lambda attrs: (ops.Param(1, "weight"),)))
+    sb = SymbolBuilder(seed=6)
+    scale = sb.var("s_weight", torch.tensor([0.5, -2.0, 3.0]))
+    net = MxnetGraphNet(sb.text(_flat(sb, sb.op("ChannelScale", "s", [0, scale]))), input_size=SIZE)
+    net.load_mxnet_weights(sb.params_by_kind(), "case.params")
+    x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    want = (x.double().numpy() * 127.5 + 127.5) * np.array([0.5, -2.0, 3.0]).reshape(1, 3, 1, 1)
+    np.testing.assert_allclose(net.eval()(x).detach().double().numpy(), want.reshape(2, -1), rtol=1e-6)

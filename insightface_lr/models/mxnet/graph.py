@@ -1,6 +1,6 @@
 """An MXNet symbol (``model-symbol.json``) as a torch module: :class:`MxnetGraphNet`, backbone ``mxnet_graph``.
 
-The JSON's ``nodes`` are in topological order; each op node becomes torch modules (:mod:`.mxnet_ops`), ``null``
+The JSON's ``nodes`` are in topological order; each op node becomes torch modules (:mod:`.ops`), ``null``
 nodes are the image input or parameters. Nodes that form a straight line (one data input, produced by the
 node before, used nowhere else) share one ``nn.Sequential`` "chain", so :func:`~.fuse.fold_batchnorm` folds a
 Convolution/FullyConnected with the BatchNorm after it exactly as in our own networks. Shapes (and thus conv
@@ -28,11 +28,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.pixels import model_input_to_pixel_values
-from ..errors import ModelLoadError
-from ..registry import register_backbone
-from . import mxnet_ops
-from .iresnet import check_input
+from ...data.pixels import model_input_to_pixel_values
+from ...errors import ModelLoadError
+from ...registry import register_backbone
+from ..iresnet import check_input
+from . import ops as mxnet_ops  # the op table
 
 LOSS_OPS = {"SoftmaxOutput", "softmax", "SoftmaxActivation", "log_softmax", "MakeLoss", "make_loss",
             "LinearRegressionOutput", "LogisticRegressionOutput", "MAERegressionOutput", "SVMOutput"}
@@ -71,7 +71,7 @@ class MxnetGraphNet(nn.Module):
                  dropout: float = 0.0, fp16: bool = False, source: str | Path = "MXNet symbol",
                  weights: dict[str, dict[str, torch.Tensor]] | None = None,
                  weights_source: str | Path = "MXNet params") -> None:
-        """``weights`` (:func:`.mxnet_params.load_mxnet_params`) are checked against the graph before its
+        """``weights`` (:func:`.params.load_mxnet_params`) are checked against the graph before its
         modules are allocated, then copied in; without them the modules keep torch's default initialisation."""
         super().__init__()
         self.symbol, self.source = symbol, str(source)
@@ -81,7 +81,7 @@ class MxnetGraphNet(nn.Module):
         self.output_name = nodes[self.output_id]["name"]
         self.chains = nn.ModuleDict()
         self.param_map: list[tuple[str, str, str]] = []  # (state-dict key, mxnet name, "arg"/"aux")
-        self.fixed_gamma: list[str] = []  # BatchNorm weights held at 1 (fix_gamma)
+        self.fixed_params: list[str] = []  # parameters held at 1 (a fix_gamma BatchNorm's weight, Param.fixed)
         with warnings.catch_warnings():  # a zero-size layer warns at each init (it is refused or harmless)
             warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
             with torch.device("meta"):
@@ -104,7 +104,7 @@ class MxnetGraphNet(nn.Module):
     def fixed_parameters(self) -> list[str]:
         """Parameters training must leave alone: mxnet holds a ``fix_gamma`` BatchNorm's gamma at 1 (a student
         started from this network keeps them frozen, :mod:`insightface_lr.train.student_init`)."""
-        return list(self.fixed_gamma)
+        return list(self.fixed_params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_size, type(self).__name__)
@@ -117,7 +117,7 @@ class MxnetGraphNet(nn.Module):
         return values[self.output_id].float()
 
     def load_mxnet_weights(self, params: dict[str, dict[str, torch.Tensor]], source: str | Path) -> None:
-        """Copy ``{"arg": ..., "aux": ...}`` (:func:`.mxnet_params.load_mxnet_params`) in; strict on the names
+        """Copy ``{"arg": ..., "aux": ...}`` (:func:`.params.load_mxnet_params`) in; strict on the names
         and shapes the graph uses (extra entries, e.g. a classifier ``fc7_weight``, are ignored)."""
         self._copy_weights(self._match_weights(params, source))
 
@@ -143,7 +143,7 @@ class MxnetGraphNet(nn.Module):
         for key, value in matched:
             own[key].copy_(value.to(own[key].dtype))
         if matched:
-            for key in self.fixed_gamma:  # mxnet ignores a fix_gamma BatchNorm's stored gamma
+            for key in self.fixed_params:  # mxnet ignores a fix_gamma BatchNorm's stored gamma
                 own[key].fill_(1.0)
 
     def _check_size(self) -> None:
@@ -187,27 +187,27 @@ class MxnetGraphNet(nn.Module):
     def _add_node(self, nodes: list[dict[str, Any]], index: int, chain_key: str, inputs: list[torch.Tensor]):
         node = nodes[index]
         op, name, attrs = node["op"], node["name"], _attrs(node)
-        builder = mxnet_ops.BUILDERS.get(op)
-        if builder is None:
+        spec = mxnet_ops.OPS.get(op)
+        if spec is None:
             raise ModelLoadError(f"{self.source}: unsupported MXNet op {op!r} (node {name!r})")
         try:
-            modules, params = builder(attrs, inputs[0].shape)
+            modules, params = spec.build(attrs, inputs[0].shape), spec.params(attrs)
         except _BUILD_ERRORS as exc:
             raise ModelLoadError(f"{self.source}: node {name!r} ({op}): unsupported {_one_line(exc)}") from exc
-        missing = sorted(p for p in params if p >= len(node["inputs"]))
-        if missing:
+        takes = max((p.position for p in params), default=0) + 1
+        if takes > len(node["inputs"]):
             raise ModelLoadError(f"{self.source}: node {name!r} ({op}) has {len(node['inputs'])} inputs, the op takes "
-                                 f"{max(params) + 1} (data and its parameters)")
+                                 f"{takes} (data and its parameters)")
         chain, keys = self.chains[chain_key], []
         for i, module in enumerate(modules):
             keys.append(_unique(_safe(name) + ("" if i == len(modules) - 1 else f"_{i}"), chain._modules))
             chain.add_module(keys[-1], module.eval())
-        for position, (at, attr) in params.items():
-            variable = nodes[node["inputs"][position][0]]["name"]
-            key = f"chains.{chain_key}.{keys[at]}.{attr}"
-            self.param_map.append((key, variable, "aux" if attr.startswith("running_") else "arg"))
-            if op == "BatchNorm" and attr == "weight" and mxnet_ops.fix_gamma(attrs):
-                self.fixed_gamma.append(key)
+        for param in params:  # the table's parameter inputs: all on the op's last module
+            variable = nodes[node["inputs"][param.position][0]]["name"]
+            key = f"chains.{chain_key}.{keys[-1]}.{param.attribute}"
+            self.param_map.append((key, variable, "aux" if param.aux else "arg"))
+            if param.fixed:
+                self.fixed_params.append(key)
         return self._run_node(modules, inputs, name, op)
 
     def _run_node(self, modules: list[nn.Module], inputs: list[torch.Tensor], name: str, op: str) -> torch.Tensor:
@@ -286,8 +286,9 @@ def _attrs(node: dict[str, Any]) -> dict[str, str]:
 
 def _data_inputs(node: dict[str, Any], source: str) -> list[int]:
     inputs = node.get("inputs") or []
+    spec = mxnet_ops.OPS.get(node["op"])  # an op not in the table: every input is data (refused when built)
     try:
-        skip = mxnet_ops.param_positions(node["op"], _attrs(node), len(inputs))
+        skip = {p.position for p in spec.params(_attrs(node))} if spec is not None else set()
     except mxnet_ops.OpError as exc:
         raise ModelLoadError(f"{source}: node {node['name']!r} ({node['op']}): unsupported {exc}") from exc
     refs = [ref for i, ref in enumerate(inputs) if i not in skip]

@@ -13,7 +13,7 @@ from insightface_lr import cli
 from insightface_lr.errors import ModelLoadError
 from insightface_lr.models.teacher import load_teacher
 
-PAIRS = Path(__file__).resolve().parents[1] / "fixtures" / "mxnet" / "pairs.bin"
+PAIRS = Path(__file__).resolve().parents[2] / "fixtures" / "mxnet" / "pairs.bin"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from insightface_lr.errors import ModelLoadError
-from insightface_lr.models.mxnet_params import load_mxnet_params, save_mxnet_params
+from insightface_lr.models.mxnet.params import load_mxnet_params, save_mxnet_params
 
 DTYPES = [(np.float32, 0), (np.float64, 1), (np.float16, 2), (np.uint8, 3), (np.int32, 4), (np.int8, 5),
           (np.int64, 6)]
