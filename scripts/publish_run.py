@@ -4,17 +4,27 @@
 
 Writes ``DEST/summary.json`` (the run's ``results.json`` without its per-cell ``records``, which only the run folder
 needs), ``DEST/report.md`` and the run's plots. Refuses a run without a ``results.json`` (one that has not
-finished). Files are replaced whole, so an interrupted copy leaves the old report or the new one.
+finished). Files are replaced whole, so an interrupted copy leaves the old report or the new one. Absolute paths
+of the machine that ran it (``/work/shared/data/real_faces/dev.bin``) are cut to their last two parts
+(``…/real_faces/dev.bin``): a committed report names the data, not someone's folders.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# an absolute POSIX path of two or more parts, not part of a URL, a word or a relative path
+MACHINE_PATH = re.compile(r"(?<![\w.~:/…-])/(?:[\w.+-]+/)+[\w.+-]+")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with each absolute path cut to ``…/`` and its last two parts."""
+    return MACHINE_PATH.sub(lambda m: "…/" + "/".join(m.group(0).split("/")[-2:]), text)
 
 
 PATH_FIELDS = {"settings": ("faces", "teacher_model", "test_bins"), "data": ("faces",)}
@@ -48,10 +58,13 @@ def publish(run: Path, dest: Path) -> list[Path]:
                              if k != "records"})
     dest.mkdir(parents=True, exist_ok=True)
     written = [dest / "summary.json"]
-    atomic_write_bytes(written[0], (json.dumps(summary, indent=1) + "\n").encode())
+    atomic_write_bytes(written[0], scrub_paths(json.dumps(summary, indent=1) + "\n").encode())
     for source in [run / "report.md", *sorted(run.glob("*.png"))]:
         if source.is_file():
-            atomic_write_bytes(dest / source.name, source.read_bytes())
+            data = source.read_bytes()
+            if source.suffix == ".md":
+                data = scrub_paths(data.decode()).encode()
+            atomic_write_bytes(dest / source.name, data)
             written.append(dest / source.name)
     return written
 

@@ -44,3 +44,23 @@ def test_machine_paths_become_file_names(script, tmp_path) -> None:
     summary = json.loads((tmp_path / "dest" / "summary.json").read_text())
     assert summary["settings"] == {"faces": "faces", "teacher_model": "model", "test_bins": ["dev.bin", "lfw.bin"]}
     assert summary["data"] == {"faces": "faces"}
+
+
+def test_machine_paths_are_cut_from_the_published_report(script, tmp_path) -> None:
+    run, dest = tmp_path / "run", tmp_path / "docs" / "x"
+    run.mkdir()
+    results = {"settings": {"faces": "/work/data/real", "test_bins": ["/home/me/sets/dev.bin"],
+                            "url": "https://example.org/a/b"}}
+    (run / "results.json").write_text(json.dumps(results))
+    (run / "report.md").write_text("Real faces: /work/data/real (137 identities); 16 faces/s\n")
+    script.publish(run, dest)
+    assert json.loads((dest / "summary.json").read_text())["settings"] == {
+        "faces": "real", "test_bins": ["dev.bin"], "url": "https://example.org/a/b"}  # known fields: file names
+    assert (dest / "report.md").read_text() == "Real faces: …/data/real (137 identities); 16 faces/s\n"
+
+
+def test_committed_reports_carry_no_machine_paths(script) -> None:
+    reports = [*ROOT.glob("docs/**/summary.json"), *ROOT.glob("docs/**/report.md")]
+    assert reports
+    found = [f"{p.relative_to(ROOT)}: {m}" for p in reports for m in script.MACHINE_PATH.findall(p.read_text("utf-8"))]
+    assert found == []

@@ -58,3 +58,54 @@ def test_a_table_without_a_renderer_must_be_an_empty_placeholder(script, tmp_pat
     text = readme.read_text(encoding="utf-8")
     readme.write_text(text.replace("<!-- table:nope -->\n", "<!-- table:nope -->\n| 1 |\n"))
     assert tables.check(root) == ["README.md: table 'nope' has content but no renderer in scripts/render_tables.py"]
+
+
+def _marked(text: str, name: str) -> list[list[str]]:
+    """The cells of table ``name`` (header and rows, the ``|---|`` line left out)."""
+    block = re.search(rf"<!-- table:{name} -->\n(.*?)<!-- /table:{name} -->", text, re.DOTALL).group(1)
+    return [[c.strip() for c in line.strip().strip("|").split("|")] for line in block.strip().splitlines()
+            if not line.startswith("|---")]
+
+
+def _expected_cell(summary: dict, method: str, regime: str, bin_name: str, facebn: str) -> tuple[str, int]:
+    """Mean ± sample std over seeds of one cell, computed here from the summary's per-seed ``values``."""
+    import statistics
+
+    size = summary["settings"]["headline_size"]
+    found = [a for a in summary["aggregate"] if a["method"] == method and a["bin"] == bin_name
+             and a["size"] == size and a["facebn"] == facebn
+             and a["regime"] == ("teacher" if method == "teacher" else regime)
+             and (method == "teacher" or a["lr_size"] == size)]
+    assert len(found) == 1, (method, regime, bin_name, facebn, len(found))
+    values = found[0]["values"]
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{mean:.1f}", 1
+    return f"{mean:.1f} ± {statistics.stdev(values):.1f}", len(values)
+
+
+@pytest.mark.parametrize(("page", "name", "regime", "facebn", "weights"), [
+    ("README.md", "real_subset", "subset", "calibrate", True),
+    ("docs/real_faces.md", "real_subset", "subset", "calibrate", True),
+    ("docs/real_faces.md", "real_same", "same", "batch", False),
+])
+def test_real_face_tables_hold_the_summarys_values(page, name, regime, facebn, weights) -> None:
+    """Each cell against the summary JSON read here (not through the renderer): a renderer that swapped columns,
+    regimes or FaceBN modes, or took the wrong statistic, agrees with its own output but not with this."""
+    import json
+
+    summary = json.loads((ROOT / "docs/real_faces/summary.json").read_text(encoding="utf-8"))
+    head, *rows = _marked((ROOT / page).read_text(encoding="utf-8"), name)
+    bins = [c[: -len(".bin")] for c in head if c.endswith(".bin")]
+    assert head[-1] == "val.bin" and f"{bins[0]}.bin + FaceBN {facebn}" in head
+    columns = [(b, f) for b in bins if b != "val" for f in ("off", facebn)] + [("val", "off")]
+    assert [m for m, *_ in rows][1:] == [m for m in ("none", "kd", "feat", "rkd", "aird", "ccface", "bridge")
+                                         if m in summary["settings"]["methods"]]
+    for row in rows:
+        method = "teacher" if row[0].startswith("teacher") else row[0]
+        cells = [_expected_cell(summary, method, regime, b, f) for b, f in columns]
+        assert row[-len(columns):] == [text for text, _ in cells], row
+        assert row[1] == str(max(n for _, n in cells))
+        if weights:
+            chosen = summary.get("tuning", {}).get(method, {}).get("weight")
+            assert row[2] == ("" if chosen is None else f"{chosen:g}"), row

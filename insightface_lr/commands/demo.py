@@ -51,13 +51,23 @@ def _real_fields(args: argparse.Namespace) -> dict:
             raise ConfigError("demo: --test-bin and --teacher go with --faces (your own faces)")
         return fields
     bins = tuple(str(Path(b).resolve()) for b in comma_list(args.test_bin or ""))
-    from ..models.mxnet_checkpoint import is_mxnet_checkpoint
-
     teacher = str(Path(args.teacher).resolve()) if args.teacher else ""
-    if teacher and not (Path(teacher).is_file() or is_mxnet_checkpoint(Path(teacher))):
-        raise ConfigError(f"demo --teacher {args.teacher}: file not found (a backbone.pth, student.pt, .onnx or an "
-                          "MXNet checkpoint prefix, file or folder)")
+    if teacher:
+        _check_teacher(args, teacher)
     return {**fields, "faces": str(Path(args.faces).resolve()), "test_bins": bins, "teacher_model": teacher}
+
+
+def _check_teacher(args: argparse.Namespace, teacher: str) -> None:
+    """Refuse, before any work, a ``--teacher`` that is no model, or an ONNX graph the students would start from
+    (onnxruntime has no torch layers to fine-tune: every fine-tune would fail after the teacher's sweep)."""
+    from ..errors import ConfigError
+    from ..models.model_path import check_model_path
+
+    kind = check_model_path(teacher, f"demo --teacher {args.teacher}")
+    if kind in ("onnx", "onnx_package") and args.student_init != "scratch":
+        raise ConfigError(f"demo --teacher {args.teacher}: an ONNX graph runs in onnxruntime and has no torch layers "
+                          "to fine-tune, but the students start from the teacher; give a torch or MXNet checkpoint "
+                          "of the same model, or add --student-init scratch")
 
 
 def _extension(args: argparse.Namespace):
@@ -99,7 +109,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       help="with --faces: InsightFace verification .bin sets the report is made on")
     real.add_argument("--teacher", metavar="MODEL",
                       help="with --faces: your HR teacher (backbone.pth, student.pt, .onnx or an MXNet model-zoo "
-                           "checkpoint) instead of training one; the students then start from it")
+                           "checkpoint prefix) instead of training one; the students then start from it (an "
+                           ".onnx teacher only with --student-init scratch: it cannot be fine-tuned)")
     real.add_argument("--student-init", choices=("teacher", "scratch"),
                       help="with --teacher: 'teacher' (default) fine-tunes a copy of it for every method but bridge; "
                            "'scratch' trains bridge_students from scratch")

@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --int8: refuse the int8 graph (nothing written) when its verification accuracy "
                              "on the held-out part of --calibrate's faces (every 5th identity, or the last fifth of "
                              "a .bin's pairs, never calibrated on; probes at the student's native size) is more than "
-                             "POINTS below the float graph's; inf: only report the change")
+                             "POINTS below the float graph's by more than the check's own standard error (paired: "
+                             "both graphs are scored on the same pairs); inf: only report the change")
     parser.add_argument("--batch-size", type=int, default=64,
                         help="calibration batch size (FaceBN; int8: a shorter last batch is left out)")
     parser.add_argument("--input-size", type=int, default=112, help="graph input size (insightface: 112)")
@@ -113,8 +114,9 @@ def int8_calibration(model, source: Path, limit: int, input_size: int = 112, max
                      batch_size: int = 64):
     """At most ``limit`` faces of ``source`` split into calibration inputs and held-out pairs
     (:func:`~insightface_lr.models.quantize.heldout_pairs`), both as the graph of ``input_size`` sees them: probes
-    at the model's native size, enlarged."""
-    from ..models.quantize import Int8Calibration, calibration_inputs, heldout_pairs
+    at the model's native size, enlarged; the held-out check is the evaluation's (:mod:`..eval.int8_check`)."""
+    from ..eval.int8_check import calibration_inputs, check_heldout
+    from ..models.quantize import Int8Calibration, heldout_pairs
 
     faces, labels, issame = read_labelled_faces(source, limit)
     calibrate, held, held_same = heldout_pairs(faces, labels, issame)
@@ -122,7 +124,7 @@ def int8_calibration(model, source: Path, limit: int, input_size: int = 112, max
     probe = native if native < input_size else None
     return Int8Calibration(calibration_inputs(calibrate, input_size, probe),
                            None if held is None or not len(held) else calibration_inputs(held, input_size, probe),
-                           held_same, max_drop=max_drop, batch_size=batch_size)
+                           held_same, max_drop=max_drop, batch_size=batch_size, check=check_heldout)
 
 
 def int8_summary(calibration) -> str:
@@ -132,8 +134,9 @@ def int8_summary(calibration) -> str:
         return (f"int8: no accuracy check ({report.get('pairs', 0)} held-out pairs in --calibrate's faces; give "
                 "labelled faces: a folder of identities, a train.rec or a .bin)")
     return (f"int8: accuracy on {report['pairs']} held-out pairs of the calibration faces: float32 "
-            f"{report['float32']:.2f} %, int8 {report['int8']:.2f} %, change {report['change']:+.2f} points "
-            f"(refused below -{calibration.max_drop:g}, --int8-max-drop)")
+            f"{report['float32']:.2f} %, int8 {report['int8']:.2f} %, change {report['change']:+.2f} points, standard "
+            f"error {report['standard_error']:.2f} (refused below -{calibration.max_drop:g} - "
+            f"{report['standard_error']:.2f}: --int8-max-drop plus the standard error)")
 
 
 def interrupted_hint(args: argparse.Namespace) -> str:

@@ -25,8 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "MXNet model-zoo checkpoint (prefix, either file or their folder)")
     parser.add_argument("--teacher-network", help="teacher backbone name (inferred from its keys if omitted)")
     parser.add_argument("--student-init", help="'teacher': the student is a trainable copy of the teacher (its "
-                        "network, input and embedding size; fine-tuning a pretrained model), or a model file to "
-                        "start from")
+                        "network, input and embedding size; fine-tuning a pretrained model), or a model to start "
+                        "from: backbone.pth, student.pt, an MXNet checkpoint (prefix, either file or their folder)")
     parser.add_argument("--lr-size", type=int_list_argument, help="LR training size(s), e.g. 16 or 12,16")
     parser.add_argument("--network", help="student backbone (r18, r50, mbf, bridge_student, ...)")
     parser.add_argument("--student-input-size", type=int, help="student's native input size (e.g. 16)")

@@ -29,15 +29,32 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ..errors import InsightFaceLRError
 
-if TYPE_CHECKING:
-    from .pipeline import DemoPipeline
+
+class Pipeline(Protocol):
+    """What the pool needs of a :class:`~insightface_lr.demo.pipeline.DemoPipeline` (a protocol, so that this
+    module, which the pipeline imports, does not import it back); a worker rebuilds one from its class."""
+
+    out: Path
+    jobs: int
+    threads: int
+    settings: Any
+    device: str
+    recipes: Path
+
+    def cache_of(self, name: str) -> str | None: ...
+
+    def run_task(self, name: str) -> None: ...
+
+    def add_timings(self, timings: dict[str, float], ran: list[str]) -> None: ...
+
+    def say(self, text: str) -> None: ...
 
 
-def task_order(pipeline: DemoPipeline, names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
+def task_order(pipeline: Pipeline, names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
     """(tasks to submit now, builder -> the tasks that wait for it). The first task of each shared cache
     builds it; builders come first so that their followers are released early, then the cache-free tasks
     in the order of ``names``."""
@@ -55,7 +72,7 @@ def task_order(pipeline: DemoPipeline, names: list[str]) -> tuple[list[str], dic
     return builders + free, waiting
 
 
-def run_tasks(pipeline: DemoPipeline, names: list[str]) -> None:
+def run_tasks(pipeline: Pipeline, names: list[str]) -> None:
     """Every task of ``names`` via ``pipeline.run_task``, in-process (``jobs == 1``) or in a process pool."""
     if pipeline.jobs == 1:
         for name in names:
@@ -126,7 +143,7 @@ def _sigint_blocked() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _schedule(pipeline: DemoPipeline, pool: ProcessPoolExecutor, ready: list[str],
+def _schedule(pipeline: Pipeline, pool: ProcessPoolExecutor, ready: list[str],
               waiting: dict[str, list[str]]) -> None:
     """Submit ``ready``; as each task ends merge its timings and submit the tasks it released. The first
     failure cancels what has not started and is raised."""
@@ -163,7 +180,7 @@ def _schedule(pipeline: DemoPipeline, pool: ProcessPoolExecutor, ready: list[str
 CACHE_POLL_S = 5.0
 
 
-def _cache_ready(pipeline: DemoPipeline, builder: str) -> bool:
+def _cache_ready(pipeline: Pipeline, builder: str) -> bool:
     """Whether the shared teacher cache ``builder`` builds is complete (its ``meta.json`` is written last, and a
     cache in the making lives in a hidden folder until it is renamed into place)."""
     cache = pipeline.cache_of(builder)
@@ -172,9 +189,9 @@ def _cache_ready(pipeline: DemoPipeline, builder: str) -> bool:
     return any(not p.parent.name.startswith(".") for p in (pipeline.out / "cache" / cache).glob("*/meta.json"))
 
 
-def _worker_args(pipeline: DemoPipeline) -> dict[str, Any]:
-    return {"out": pipeline.out, "settings": pipeline.settings, "device": pipeline.device,
-            "recipes": pipeline.recipes, "threads": pipeline.threads}
+def _worker_args(pipeline: Pipeline) -> dict[str, Any]:
+    return {"pipeline_class": type(pipeline), "out": pipeline.out, "settings": pipeline.settings,
+            "device": pipeline.device, "recipes": pipeline.recipes, "threads": pipeline.threads}
 
 
 def _init_worker(threads: int) -> None:
@@ -197,8 +214,8 @@ def _init_worker(threads: int) -> None:
 
 def _run_in_worker(args: dict[str, Any], name: str) -> tuple[dict[str, float], list[str]]:
     from . import nets  # noqa: F401  registers demo_hr_net in this fresh interpreter
-    from .pipeline import DemoPipeline
 
-    pipeline = DemoPipeline(progress=False, record=False, **args)
+    args = dict(args)
+    pipeline = args.pop("pipeline_class")(progress=False, record=False, **args)  # pickled by reference: its module
     pipeline.run_task(name)
     return pipeline.timings, pipeline.ran

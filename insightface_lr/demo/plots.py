@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from .sets import report_bins
 from .settings import METHODS
 
 
@@ -42,8 +43,6 @@ def accuracy_figure(summary: dict[str, Any], regime: str):
     ``regime``, FaceBN off, mean over seeds with a ± std band; one legend, outside the data."""
     from matplotlib import colormaps
 
-    from .summary import report_bins
-
     s = summary["settings"]
     sets = report_bins(s)
     fig = _figure(4.6 * len(sets) + 1.6, 4.2)
@@ -72,8 +71,6 @@ def accuracy_figure(summary: dict[str, Any], regime: str):
 def facebn_figure(summary: dict[str, Any], regime: str):
     """Grouped bars: the gain (points) of every FaceBN mode over FaceBN off per method at the headline size,
     one panel per set, mean ± std of the per-seed gains."""
-    from .summary import report_bins
-
     s = summary["settings"]
     h, sets, models = s["headline_size"], report_bins(s), _models(s)
     modes = [m for m in dict.fromkeys([s["facebn_mode"], *s.get("facebn_extra", ())])]

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .comparisons import build_comparisons, find, paired_table, sizes_table
+from .sets import report_bins
 from .settings import METHODS, DemoSettings
 
 KEY = ("method", "lr_size", "regime", "bin", "size", "facebn")
@@ -23,16 +24,6 @@ KEY = ("method", "lr_size", "regime", "bin", "size", "facebn")
 def is_reported(record: dict[str, Any]) -> bool:
     """A record of a reported model (not a tuning candidate nor a budget-curve run)."""
     return not record.get("epochs") and record.get("weight") is None and record.get("candidate") is None
-
-
-def report_bins(settings: dict[str, Any]) -> list[str]:
-    """The demo names of the evaluated sets: test/shifted, or the user's test bins then val."""
-    from ..eval.report import unique_names
-
-    if not settings["faces"]:
-        return ["test", "shifted"]
-    names = unique_names([Path(p).stem for p in settings["test_bins"]])
-    return names + (["val"] if settings["val_fraction"] else [])
 
 
 def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:

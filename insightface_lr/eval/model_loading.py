@@ -1,5 +1,5 @@
 """Models to evaluate: our student ``.pt``, an arcface_torch ``backbone.pth`` / checkpoint, an ``.onnx`` file, or an
-MXNet checkpoint (``model-symbol.json`` + ``model-0000.params``, read by :mod:`insightface_lr.models.mxnet_checkpoint`).
+MXNet checkpoint (``model-symbol.json`` + ``model-0000.params``, read by :mod:`insightface_lr.models.mxnet.checkpoint`).
 
 Everything becomes an :class:`EvalModel`: a callable ``fn(x [B,3,S,S] normalised RGB) -> [B,D]`` plus the
 facts the sweep needs (input side, whether FaceBN can adapt it). For torch networks ``fn`` is the inference
@@ -61,7 +61,7 @@ def load_eval_model(
     ``network``: registered backbone name for a state dict whose network cannot be inferred.
     ``name``: label in reports (default: the file stem, or the module's class name).
     """
-    from ..models.mxnet_checkpoint import is_mxnet_checkpoint
+    from ..models.model_path import model_kind
     from ..models.teacher import FrozenModel, load_frozen_model, load_model_file
     from ..models.weights import file_sha256
 
@@ -71,10 +71,11 @@ def load_eval_model(
         return _from_torch(frozen, name or type(path).__name__, source="<module>")
     path = Path(path)
     label = name or path.stem
-    if is_mxnet_checkpoint(path):  # a torch module with real BatchNorm layers: FaceBN applies
+    kind = model_kind(path)
+    if kind == "mxnet":  # a torch module with real BatchNorm layers: FaceBN applies
         frozen = load_frozen_model(path, device=device)
         return _from_torch(frozen, label, source=str(path))
-    if path.suffix.lower() == ".onnx" or path.is_dir():
+    if kind in ("onnx", "onnx_package") or path.suffix.lower() == ".onnx":
         frozen = load_frozen_model(path, device=str(device))
         return EvalModel(label, frozen, None, frozen.input_size, frozen.embedding_size, False, str(path), "onnx")
     model, _meta = load_model_file(path, network)

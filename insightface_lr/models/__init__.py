@@ -14,7 +14,7 @@ from . import (  # noqa: F401
     fuse,
     iresnet,
     mobilefacenet,
-    mxnet_graph,
+    mxnet,
     onnx_teacher,
     teacher,
 )

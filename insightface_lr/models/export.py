@@ -136,8 +136,8 @@ def export_onnx(
     stats before export (``model`` may itself be the FaceBN). ``fold_bn``: conv/linear + BN pairs merged.
     ``check``: run the file with onnxruntime and compare with PyTorch (raises ModelLoadError if they
     differ). ``int8_calibration``: graph inputs ``[N,3,input_size,input_size]``
-    (:func:`~insightface_lr.models.quantize.calibration_inputs`) to quantise the checked float graph to int8
-    with (QDQ, per-channel weights). The file is written atomically.
+    (:func:`~insightface_lr.eval.int8_check.calibration_inputs`), or an ``Int8Calibration`` with its check, to
+    quantise the checked float graph to int8 with (QDQ, per-channel weights). The file is written atomically.
     """
     if input_size < 112 or input_size % 16:
         warnings.warn(

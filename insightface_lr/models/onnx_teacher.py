@@ -20,7 +20,7 @@ from torch import nn
 
 from ..data.pixels import ONNX_MEAN, ONNX_STD, model_input_to_pixel_values
 from ..errors import ModelLoadError
-from .teacher import Teacher
+from .frozen import FrozenModel as Teacher
 from .weights import file_sha256
 
 _NUMPY_DTYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}

@@ -5,7 +5,8 @@
 its final Gemm; activation ranges come from running the graph on the calibration faces, shown to it as it sees
 faces in use: a low-resolution student's faces are first made its native-size 8-bit probes, then enlarged to
 the graph input, exactly as the evaluation (and an up-sampled small face in insightface) reaches it
-(:func:`calibration_inputs`). Weights: int8, one scale per output channel (a depthwise filter's range differs
+(:func:`insightface_lr.eval.int8_check.calibration_inputs`).
+Weights: int8, one scale per output channel (a depthwise filter's range differs
 by orders of magnitude between channels; ORT has no per-channel activation scales); activations: uint8 with a
 zero point (the PReLU outputs are far from symmetric), ranges at the 99.99th percentile of each tensor's values
 (ORT's Percentile calibration: the few extreme values MinMax spends the 256 levels on cost more than clipping
@@ -20,14 +21,15 @@ float32 on dev.bin's 16-px probes): MinMax ranges of HR faces 0.0092; of the LR 
 0.0009-0.0016 for the first three (they see the most detailed maps), 0.0001-0.0007 for each later one and 0.00015
 for the final Gemm (BN folded into it): no single layer is the cause. The accuracy change of one calibration on a
 1,200-pair set still moves by several tenths of a point either way (the 10-fold threshold choice flips pairs), so
-:func:`quantize_int8` measures it on held-out faces (:class:`Int8Calibration`) and refuses a graph that loses more
-than the user's bound.
+:func:`quantize_int8` has it measured on held-out faces (:class:`Int8Calibration`, whose check lives in
+:mod:`insightface_lr.eval.int8_check`) and refuses a graph that loses more than the user's bound plus the check's
+own standard error.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ModelLoadError
+from ..errors import ModelLoadError
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")  # PRelu and the residual Adds run in float between DequantizeLinear/Quantize
 FLOAT_CONVS = 3  # the network's first convs (after the resize stem) stay float: each moves the embedding most
@@ -46,35 +48,13 @@ MAX_ACCURACY_DROP = 0.5  # points of held-out verification accuracy int8 may los
 MIN_CHECK_PAIRS = 20  # fewer held-out pairs than this: no accuracy is measured (the report says so)
 
 
-def calibration_inputs(faces: np.ndarray, input_size: int, probe_size: int | None = None) -> np.ndarray:
-    """uint8 ``[N,H,W,3]`` RGB faces -> float32 ``[N,3,S,S]`` graph inputs of side ``input_size``.
-
-    ``probe_size`` (a student's native input, smaller than the faces): the faces are first made 8-bit
-    ``probe_size`` probes and then enlarged to the input, as the evaluation hands them to the graph
-    (:mod:`insightface_lr.eval.probes`); otherwise they are resized to the input directly."""
-    import torch
-
-    from ..data.degrade import resize
-    from ..data.pixels import normalize, normalize_uint8, to_unit
-    from ..eval.probes import lr_probes, to_input_size
-
-    if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8 or len(faces) == 0:
-        raise ConfigError(f"int8 calibration: expected uint8 faces [N,H,W,3], got {faces.dtype} {faces.shape}")
-    if probe_size is not None and probe_size < min(faces.shape[1:3]) and faces.shape[1] == faces.shape[2]:
-        low = torch.from_numpy(lr_probes(faces, int(probe_size))).permute(0, 3, 1, 2)
-        return to_input_size(normalize_uint8(low.contiguous()), input_size).numpy().astype(np.float32)
-    x = to_unit(torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2))
-    if x.shape[-1] != input_size or x.shape[-2] != input_size:
-        x = resize(x, input_size, "bicubic")
-    return normalize(x).numpy().astype(np.float32)
-
-
 @dataclass
 class Int8Calibration:
     """What :func:`quantize_int8` calibrates on (``inputs``, graph inputs) and checks the int8 graph against:
     ``heldout`` graph inputs ``[2P,3,S,S]`` of ``P`` pairs (rows 2i, 2i+1; ``issame`` [P]) from faces it was not
     calibrated on (:func:`heldout_pairs`), and the most verification accuracy it may lose, ``max_drop`` points
-    (inf: report only), in batches of ``batch_size``. ``report`` is filled by :func:`quantize_int8`."""
+    beyond the check's own standard error (inf: report only; see :mod:`insightface_lr.eval.int8_check`), in
+    batches of ``batch_size``. ``report`` is filled by :func:`quantize_int8`."""
 
     inputs: np.ndarray
     heldout: np.ndarray | None = None
@@ -82,6 +62,10 @@ class Int8Calibration:
     max_drop: float = MAX_ACCURACY_DROP
     batch_size: int = 64  # faces per calibration batch
     report: dict[str, Any] = field(default_factory=dict)
+    # the held-out accuracy check, ``check(float_path, int8_path, calibration) -> report``, raising ConfigError
+    # when int8 loses too much: :func:`insightface_lr.eval.int8_check.check_heldout`, handed in by the caller
+    # because measuring verification accuracy is the evaluation's (a layer above this one)
+    check: Callable[[Path, Path, Int8Calibration], dict[str, Any]] | None = None
 
 
 class _Batches:
@@ -106,9 +90,10 @@ class _Batches:
 def quantize_int8(float_path: str | Path, int8_path: str | Path, inputs: np.ndarray | Int8Calibration,
                   batch_size: int = 64) -> Path:
     """Write the QDQ int8 version of ``float_path`` to ``int8_path``, calibrated on ``inputs`` (graph inputs,
-    :func:`calibration_inputs`, or an :class:`Int8Calibration`); raises ModelLoadError when its embeddings of the
-    calibration inputs are far from the float graph's (cosine distance above :data:`MAX_COSINE_DISTANCE`), and
-    ConfigError when it loses more than ``max_drop`` points of accuracy on an Int8Calibration's held-out pairs."""
+    :func:`~insightface_lr.eval.int8_check.calibration_inputs`, or an :class:`Int8Calibration`); raises
+    ModelLoadError when its embeddings of the calibration inputs are far from the float graph's (cosine distance
+    above :data:`MAX_COSINE_DISTANCE`), and whatever the calibration's ``check`` raises (ConfigError when it loses
+    too much accuracy on the held-out pairs)."""
     calibration = (inputs if isinstance(inputs, Int8Calibration)
                    else Int8Calibration(np.asarray(inputs), batch_size=batch_size))
     inputs, batch_size = calibration.inputs, calibration.batch_size
@@ -137,7 +122,9 @@ def quantize_int8(float_path: str | Path, int8_path: str | Path, inputs: np.ndar
     if not distance <= MAX_COSINE_DISTANCE:
         raise ModelLoadError(f"{int8_path}: int8 graph disagrees with the float one (mean cosine distance "
                              f"{distance:.3f} > {MAX_COSINE_DISTANCE}); calibrate on faces like the ones in use")
-    calibration.report = {"cosine_distance": distance, **_check_heldout(float_path, int8_path, calibration)}
+    pairs = 0 if calibration.issame is None else len(calibration.issame)
+    checked = calibration.check(float_path, int8_path, calibration) if calibration.check is not None else {}
+    calibration.report = {"cosine_distance": distance, "pairs": pairs, **checked}
     return Path(int8_path)
 
 
@@ -146,31 +133,6 @@ def float_nodes(proto: Any) -> list[str]:
     stem = [node.name for node in proto.graph.node if node.name.startswith(STEM_PREFIX)]
     convs = [node.name for node in proto.graph.node if node.op_type == "Conv" and node.name not in stem]
     return stem + convs[:FLOAT_CONVS]
-
-
-def _check_heldout(float_path: str | Path, int8_path: str | Path, calibration: Int8Calibration) -> dict[str, Any]:
-    """The held-out accuracies (%) of both graphs and their change; ConfigError beyond ``max_drop``."""
-    pairs = 0 if calibration.issame is None else len(calibration.issame)
-    if calibration.heldout is None or pairs < MIN_CHECK_PAIRS:
-        return {"pairs": pairs}
-    float_acc, int8_acc = (verification_accuracy(p, calibration.heldout, calibration.issame)
-                           for p in (float_path, int8_path))
-    change = int8_acc - float_acc
-    if change < -calibration.max_drop:
-        raise ConfigError(f"--int8: the int8 graph loses {-change:.2f} points of verification accuracy on {pairs} "
-                          f"held-out pairs of the calibration faces (float32 {float_acc:.2f} %, int8 "
-                          f"{int8_acc:.2f} %), more than --int8-max-drop {calibration.max_drop:g}; nothing written")
-    return {"pairs": pairs, "float32": float_acc, "int8": int8_acc, "change": change}
-
-
-def verification_accuracy(path: str | Path, inputs: np.ndarray, issame: np.ndarray) -> float:
-    """10-fold verification accuracy (%) of the graph at ``path`` on pairs of graph inputs (rows 2i, 2i+1),
-    each face embedded with its mirror image, as the evaluation does."""
-    from ..eval.verification import verification_metrics
-
-    views = [_embed(path, inputs), _embed(path, np.ascontiguousarray(inputs[..., ::-1]))]
-    folds = min(10, len(issame))
-    return 100.0 * verification_metrics(np.stack(views), issame, nrof_folds=folds).accuracy_mean
 
 
 def heldout_pairs(faces: np.ndarray, labels: np.ndarray | None = None, issame: np.ndarray | None = None,
@@ -206,11 +168,11 @@ def heldout_pairs(faces: np.ndarray, labels: np.ndarray | None = None, issame: n
 def embedding_distance(path_a: str | Path, path_b: str | Path, inputs: np.ndarray) -> float:
     """Mean cosine distance between the embeddings two graphs give ``inputs``."""
     a, b = (o / np.maximum(np.linalg.norm(o, axis=1, keepdims=True), 1e-12) for o in
-            (_embed(path_a, inputs), _embed(path_b, inputs)))
+            (embed_onnx(path_a, inputs), embed_onnx(path_b, inputs)))
     return float(np.mean(1.0 - np.sum(a * b, axis=1)))
 
 
-def _embed(path: str | Path, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def embed_onnx(path: str | Path, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """float64 ``[N, D]`` embeddings of graph inputs by the ONNX file at ``path`` (onnxruntime, CPU)."""
     import onnxruntime
 

@@ -155,11 +155,10 @@ def build_teacher(cfg: TrainConfig, device: torch.device) -> nn.Module | None:
     if not cfg.teacher:
         needs = f"--distill {cfg.distill}" if cfg.distill.strip() not in ("", "none") else "--student-init teacher"
         raise ConfigError(f"field `teacher`: {needs} needs a teacher (.pth, .pt, .onnx or an MXNet checkpoint)")
-    from ..models.mxnet_checkpoint import is_mxnet_checkpoint
-
-    if not Path(cfg.teacher).exists() and not is_mxnet_checkpoint(cfg.teacher):
-        raise ConfigError(f"field `teacher`: {cfg.teacher} does not exist")
+    from ..models.model_path import check_model_path
     from ..models.teacher import load_teacher
+
+    check_model_path(cfg.teacher, "field `teacher`")
 
     teacher = load_teacher(cfg.teacher, network=cfg.teacher_network, device=device)
     if type(teacher).__name__ == "FrozenModel":  # a torch network (not onnxruntime): run its inference copy,

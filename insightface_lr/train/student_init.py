@@ -52,12 +52,18 @@ def load_student_init(cfg: TrainConfig, teacher: nn.Module | None, device: torch
         if teacher is None:
             raise ConfigError("field `student_init`: 'teacher' needs field `teacher` (the pretrained model)")
         return trainable_copy(teacher, str(cfg.teacher), choice)
-    if not Path(choice).exists():
-        raise ConfigError(f"field `student_init`: {choice} does not exist (expected 'teacher' or a model file: "
-                          "backbone.pth, student.pt, an MXNet checkpoint prefix)")
+    from ..models.model_path import check_model_path
     from ..models.teacher import load_teacher
 
+    if check_model_path(choice, "field `student_init`", also="'teacher'") in ("onnx", "onnx_package"):
+        raise onnx_refusal("field `student_init`", choice)  # before loading it: it could never train
     return trainable_copy(load_teacher(choice, device=device), choice, choice)
+
+
+def onnx_refusal(what: str, source: str | Path) -> ConfigError:
+    """The one-line refusal of an ONNX model where a trainable copy is needed."""
+    return ConfigError(f"{what}: {source} is an ONNX graph (run by onnxruntime, no torch layers to train); start "
+                       "from a torch or MXNet checkpoint of the same model")
 
 
 def trainable_copy(frozen: nn.Module, source: str, choice: str) -> StudentInit:
@@ -66,8 +72,7 @@ def trainable_copy(frozen: nn.Module, source: str, choice: str) -> StudentInit:
     from ..models.onnx_teacher import OnnxTeacher
 
     if isinstance(frozen, OnnxTeacher):
-        raise ConfigError(f"field `student_init`: {source} is an ONNX graph (run by onnxruntime, no torch layers to "
-                          "train); start from a torch or MXNet checkpoint of the same model")
+        raise onnx_refusal("field `student_init`", source)
     module = copy.deepcopy(getattr(frozen, "model", frozen))
     network = getattr(module, "network", None)
     if not isinstance(network, str) or not network:

@@ -27,7 +27,7 @@ from .callbacks import TrainLogger
 from .checkpoint import CheckpointFolder
 from .config import TrainConfig
 from .distributed import DistContext, all_reduce_mean_, barrier, global_mean
-from .run_record import claim_output, notice, run_record, write_run_file
+from .run_record import claim_output, notice, plain_config, run_record, write_run_file
 from .sampler import ResumableDistributedSampler
 from .schedule import build_optimizer, build_scheduler
 
@@ -124,7 +124,7 @@ class Trainer:
             write_run_file(self.output, self.record)
         self.logger = TrainLogger(self.output, self.total_steps, self.step, self.cfg.batch_size
                                   * self.ctx.world_size * self.accumulate, enabled=self.ctx.is_main,
-                                  progress=self.progress, header=self.record["config"])
+                                  progress=self.progress, header=plain_config(self.cfg))  # as run, resolved
         self.student.train()
         try:
             while self.step < self.total_steps:

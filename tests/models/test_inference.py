@@ -41,7 +41,7 @@ def _close(got: torch.Tensor, want: torch.Tensor) -> None:
 
 
 DEEP = ("r100", "r200")  # ~10 s each to build: slow lane
-GRAPH_BACKBONES = ("mxnet_graph",)  # built from a symbol file: folded and compared in test_mxnet_graph.py
+GRAPH_BACKBONES = ("mxnet_graph",)  # built from a symbol file: folded and compared in mxnet/test_graph.py
 LAYOUTS = [pytest.param(name, None, marks=[pytest.mark.slow] if name in DEEP else [])
            for name in sorted(BACKBONES.names()) if name not in GRAPH_BACKBONES] + [
     (name, layout) for name in ("bridge_student", "mbf", "r18") for layout in (True, False)]

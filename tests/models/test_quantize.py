@@ -3,6 +3,8 @@ insightface loads (file and model package) and that embeds faces as the float ex
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import onnx
 import onnxruntime
@@ -16,10 +18,11 @@ from insightface_lr.commands.export import read_faces
 from insightface_lr.data.image_codec import encode_png
 from insightface_lr.data.synthetic import SyntheticFaceConfig, generate_faces, write_synthetic_dataset
 from insightface_lr.errors import ModelLoadError
+from insightface_lr.eval.int8_check import calibration_inputs
 from insightface_lr.models import get_backbone
 from insightface_lr.models import quantize as quantize_module
 from insightface_lr.models.export import export_onnx
-from insightface_lr.models.quantize import calibration_inputs, compact_names, heldout_pairs, quantize_int8
+from insightface_lr.models.quantize import compact_names, heldout_pairs, quantize_int8
 from insightface_lr.models.teacher import save_student
 
 model_zoo = pytest.importorskip("insightface.model_zoo")
@@ -185,11 +188,13 @@ def test_export_reports_the_heldout_accuracy_change_and_refuses_beyond_the_bound
     assert cli.main(args) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("int8: accuracy on ") and "held-out pairs of the calibration faces: float32 " in line
-    assert "(refused below -0.5, --int8-max-drop)" in line
+    se = re.search(r"standard error (\d+\.\d\d) \(refused below -0\.5 - (\d+\.\d\d): --int8-max-drop plus", line)
+    assert se and se.group(1) == se.group(2), line
     # a bound no graph can meet (it would have to gain 1000 points): refused in one line, nothing written
     code = cli.main([*args[:4], str(root / "refused.onnx"), *args[5:], "--int8-max-drop", "-1000"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "more than --int8-max-drop -1000; nothing written" in err[0], err
+    assert code == 2 and len(err) == 1, err
+    assert "more than --int8-max-drop -1000 plus the check's standard error" in err[0], err
     assert not (root / "refused.onnx").exists() and not list(root.glob(".refused*"))
 
 

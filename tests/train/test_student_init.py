@@ -3,6 +3,7 @@ head starts from the teacher's class centres; recorded in student.pt; resumed ex
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +59,31 @@ def test_student_starts_as_the_teacher_with_its_sizes_and_centres(tiny_data, tin
     centres = reference_centres(tiny_data, teacher)
     torch.testing.assert_close(trainer.classifier.weight.detach(), centres, atol=1e-5, rtol=0)
     path = trainer.fit()
+    header = json.loads((tmp_path / "run" / "training.log").read_text().split("; config ", 1)[1].splitlines()[0])
+    assert (header["network"], header["embedding_size"], header["student_input_size"]) == ("tiny_mlp_test", 16, 112)
     student, meta = load_student(path)
     assert (student.input_size, student.embedding_size) == (112, 16)
     assert meta["started_from"]["student_init"] == "teacher"
     assert meta["started_from"]["sha256"] == teacher.checksum and meta["started_from"]["source"] == str(tiny_teacher)
     moved = [k for k, v in student.state_dict().items() if not torch.equal(v, teacher.model.state_dict()[k])]
     assert moved, "the copy did not train"
-    assert torch.equal(load_teacher(tiny_teacher).model.state_dict()[moved[0]], teacher.model.state_dict()[moved[0]])
+
+
+def test_the_trainers_teacher_is_unchanged_by_training_its_copy(tiny_data, tiny_teacher, tmp_path, on_path) -> None:
+    """The live teacher the trainer distils from (no cache) keeps its weights while the copy trains: a copy that
+    shared tensors with it would move both, which comparing two fresh loads of the file cannot see."""
+    cfg = fields(tiny_data, tmp_path / "run", tiny_teacher, max_steps=3, distill="kd", teacher_cache=False)
+    trainer = Trainer(build_config(cfg), progress=False)
+    teacher = trainer.step_fn.teacher.teacher
+    assert teacher is not None and teacher.checksum == load_teacher(tiny_teacher).checksum
+    before = {k: v.clone() for k, v in teacher.model.state_dict().items()}
+    student = trainer.student.state_dict()
+    assert before.keys() == student.keys()
+    assert all(torch.equal(student[k], v) for k, v in before.items()), "the student does not start as the teacher"
+    trainer.fit()
+    moved = [k for k, v in trainer.student.state_dict().items() if not torch.equal(v, before[k])]
+    assert moved, "the copy did not train"
+    assert all(torch.equal(teacher.model.state_dict()[k], v) for k, v in before.items()), "the teacher moved"
 
 
 def test_a_plain_fine_tune_reads_no_teacher_embeddings(tiny_data, tiny_teacher, tmp_path, on_path) -> None:
@@ -90,6 +109,29 @@ def test_resume_is_exact(tiny_data, tiny_teacher, tmp_path, on_path) -> None:
     resumed.fit()
     for key, value in straight.student.state_dict().items():
         assert torch.equal(value, resumed.student.state_dict()[key]), key
+
+
+def test_student_init_from_an_mxnet_prefix_trains(tiny_data, tmp_path, on_path, monkeypatch) -> None:
+    """The prefix (``.../model`` for model-symbol.json + model-0000.params) names no file, and still starts a run."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "models" / "mxnet"))
+    from mxnet_symbols import SymbolBuilder
+
+    sb = SymbolBuilder(seed=1)
+    x = sb.conv("conv0", 0, 3, 4, 3, stride=(8, 8), pad=(1, 1))
+    head = sb.bn("fc1", sb.fc("pre_fc1", sb.bn("bn0", x, 4, fix_gamma=False), 4 * 14 * 14, 16), 16, fix_gamma=True)
+    prefix = sb.save(tmp_path / "mx", head)
+    assert not prefix.exists()
+    cfg = fields(tiny_data, tmp_path / "run", None, max_steps=2, student_init=str(prefix), distill="none",
+                 head_init="random", batch_size=4)
+    trainer = Trainer(build_config(cfg), progress=False)
+    assert (trainer.cfg.network, trainer.cfg.embedding_size, trainer.cfg.student_input_size) == ("mxnet_graph", 16,
+                                                                                                    112)
+    start = {k: v.clone() for k, v in trainer.student.state_dict().items()}
+    for key, name, _kind in trainer.student.param_map:  # the starting weights are the checkpoint's
+        assert torch.equal(start[key], sb.weight(name)) or key in trainer.student.fixed_params, key
+    student, meta = load_student(trainer.fit())
+    assert meta["started_from"]["student_init"] == str(prefix)
+    assert any(not torch.equal(v, start[k]) for k, v in student.state_dict().items())
 
 
 def test_student_init_from_a_weights_path(tiny_data, tiny_teacher, tmp_path, on_path) -> None:

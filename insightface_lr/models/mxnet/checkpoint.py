@@ -3,7 +3,7 @@
 InsightFace distributed its model zoo this way (``model-symbol.json`` + ``model-0000.params``). A checkpoint is
 named by its prefix (``.../model``), either of its files, or the folder holding them; the epoch defaults to
 the one named, else the highest ``PREFIX-NNNN.params`` present. No mxnet is needed:
-:mod:`.mxnet_params` reads the weights, :mod:`.mxnet_graph` builds the network.
+:mod:`.params` reads the weights, :mod:`.graph` builds the network.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..errors import ModelLoadError
-from .mxnet_graph import MxnetGraphNet
-from .mxnet_params import load_mxnet_params
+from ...errors import ModelLoadError
+from .graph import MxnetGraphNet
+from .params import load_mxnet_params
 
 SYMBOL_SUFFIX = "-symbol.json"
 _PARAMS = re.compile(r"(?P<prefix>.+)-(?P<epoch>\d{4,})\.params")
@@ -72,7 +72,7 @@ def load_mxnet_checkpoint(path: str | Path, epoch: int | None = None) -> MxnetGr
         text = symbol_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{symbol_path}: cannot read the MXNet symbol file ({exc})") from exc
-    net = MxnetGraphNet(text, source=symbol_path)
-    net.load_mxnet_weights(load_mxnet_params(params_path), params_path)
+    # the weights are checked against the graph before it is allocated: memory follows the files' sizes
+    net = MxnetGraphNet(text, source=symbol_path, weights=load_mxnet_params(params_path), weights_source=params_path)
     net.params_path = params_path
     return net.eval()

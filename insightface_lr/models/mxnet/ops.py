@@ -1,4 +1,4 @@
-"""MXNet symbol ops as torch modules: one builder per op, from the node's attributes and its input's shape.
+"""MXNet symbol ops as torch modules: the op table :data:`OPS`, one entry per op.
 
 Defaults are mxnet's (``src/operator``), since a symbol JSON lists only the attributes its author set:
 Convolution stride/dilate 1, pad 0, ``num_group`` 1, bias unless ``no_bias``; BatchNorm ``eps`` 1e-3,
@@ -7,16 +7,22 @@ Convolution stride/dilate 1, pad 0, ``num_group`` 1, bias unless ``no_bias``; Ba
 ``flatten`` True; Pooling "max", stride 1, pad 0, ``pooling_convention`` "valid", ``count_include_pad`` True;
 Dropout ``p`` 0.5; Concat ``dim`` 1.
 
-A builder returns ``(modules, params)``: the modules run in sequence on the node's data inputs (only the
-first may take several), ``params`` maps each of the node's parameter inputs (its position in ``inputs``)
-to ``(module index, torch attribute)``. Ops without a builder are refused by the graph builder.
+An entry (:class:`Op`) holds the op's builder and its parameter inputs. The builder makes, from the node's
+attributes and the shape of its first data input, the modules that run in sequence on the node's data inputs
+(only the first may take several); each :class:`Param` names one of the node's inputs (by position) that is a
+variable of the ``.params`` file, the attribute of the last module it fills, whether mxnet stores it as
+``aux:`` (running statistics) and whether it is held fixed (a ``fix_gamma`` BatchNorm's gamma). Every other
+input is data. The graph builder (:mod:`.graph`) reads nothing else about an op, so adding one is one entry
+in :data:`OPS` (and, unless an existing builder fits, one builder function). Ops not in the table are refused.
 """
 
 from __future__ import annotations
 
 import ast
 import functools
+import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -24,7 +30,26 @@ import torch.nn.functional as F
 from torch import nn
 
 Attrs = dict[str, str]
-Built = tuple[list[nn.Module], dict[int, tuple[int, str]]]
+Built = list[nn.Module]
+MAX_ATTRIBUTE_TEXT = 1000
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter input of a node: ``inputs[position]`` fills ``attribute`` of the op's last module."""
+
+    position: int
+    attribute: str
+    aux: bool = False  # mxnet stores it as ``aux:NAME`` (BatchNorm's moving statistics), else ``arg:NAME``
+    fixed: bool = False  # held at 1 whatever the file holds, and never trained (fix_gamma)
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op: ``build(attrs, shape of the first data input) -> modules`` and ``params(attrs) -> Param``s."""
+
+    build: Callable[[Attrs, torch.Size], Built]
+    params: Callable[[Attrs], tuple[Param, ...]] = lambda attrs: ()
 
 
 class OpError(ValueError):
@@ -34,13 +59,15 @@ class OpError(ValueError):
 def parse_value(text: str) -> Any:
     """mxnet attribute text -> Python: ``"(3, 3)"`` -> (3, 3), ``"True"`` -> True, ``"1e-3"`` -> 0.001."""
     lowered = text.strip()
+    if len(lowered) > MAX_ATTRIBUTE_TEXT:  # no real attribute is this long; literal_eval of deep nesting recurses
+        raise OpError(f"attribute value of {len(lowered)} characters (at most {MAX_ATTRIBUTE_TEXT})")
     if lowered.lower() in ("true", "false"):
         return lowered.lower() == "true"
     if lowered.lower() == "none":
         return None
     try:
         return ast.literal_eval(lowered)
-    except (ValueError, SyntaxError):
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
         return lowered
 
 
@@ -160,7 +187,7 @@ def convolution(attrs: Attrs, shape: torch.Size) -> Built:
     conv = nn.Conv2d(shape[1], int(_get(attrs, "num_filter", 0)), _pair(attrs, "kernel", 0),
                      _pair(attrs, "stride", 1), _pair(attrs, "pad", 0), _pair(attrs, "dilate", 1),
                      groups=int(_get(attrs, "num_group", 1)), bias=not no_bias)
-    return [conv], ({1: (0, "weight")} if no_bias else {1: (0, "weight"), 2: (0, "bias")})
+    return [conv]
 
 
 def batch_norm(attrs: Attrs, shape: torch.Size) -> Built:
@@ -172,9 +199,9 @@ def batch_norm(attrs: Attrs, shape: torch.Size) -> Built:
     else:
         kind = GlobalStatsBatchNorm1d if global_stats else nn.BatchNorm1d
     bn = kind(shape[1], eps=float(_get(attrs, "eps", 1e-3)), momentum=1.0 - float(_get(attrs, "momentum", 0.9)))
-    if bool(_get(attrs, "fix_gamma", True)):  # mxnet multiplies by 1, whatever the stored gamma
+    if fix_gamma(attrs):  # mxnet multiplies by 1, whatever the stored gamma
         bn.weight.requires_grad_(False)
-    return [bn], {1: (0, "weight"), 2: (0, "bias"), 3: (0, "running_mean"), 4: (0, "running_var")}
+    return [bn]
 
 
 def fix_gamma(attrs: Attrs) -> bool:
@@ -182,17 +209,31 @@ def fix_gamma(attrs: Attrs) -> bool:
     return bool(_get(attrs, "fix_gamma", True))
 
 
+def batch_norm_params(attrs: Attrs) -> tuple[Param, ...]:
+    return (Param(1, "weight", fixed=fix_gamma(attrs)), Param(2, "bias"), Param(3, "running_mean", aux=True),
+            Param(4, "running_var", aux=True))
+
+
+def weight_and_bias(attrs: Attrs) -> tuple[Param, ...]:
+    """Convolution, FullyConnected: ``weight`` then, unless ``no_bias``, ``bias``."""
+    return (Param(1, "weight"),) if bool(_get(attrs, "no_bias", False)) else (Param(1, "weight"), Param(2, "bias"))
+
+
+def prelu_params(attrs: Attrs) -> tuple[Param, ...]:
+    return (Param(1, "weight"),) if _get(attrs, "act_type", "leaky") == "prelu" else ()
+
+
 def leaky_relu(attrs: Attrs, shape: torch.Size) -> Built:
     act, slope = _get(attrs, "act_type", "leaky"), float(_get(attrs, "slope", 0.25))
     if act == "prelu":
-        return [nn.PReLU(shape[1])], {1: (0, "weight")}
+        return [nn.PReLU(shape[1])]
     if act == "rrelu":
-        return [nn.RReLU(float(_get(attrs, "lower_bound", 0.125)), float(_get(attrs, "upper_bound", 0.334)))], {}
+        return [nn.RReLU(float(_get(attrs, "lower_bound", 0.125)), float(_get(attrs, "upper_bound", 0.334)))]
     simple = {"leaky": lambda: nn.LeakyReLU(slope), "elu": lambda: nn.ELU(slope), "selu": nn.SELU,
               "gelu": lambda: nn.GELU(approximate="none")}
     if act not in simple:
         raise OpError(f"act_type={act}")
-    return [simple[act]()], {}
+    return [simple[act]()]
 
 
 def activation(attrs: Attrs, shape: torch.Size) -> Built:
@@ -200,17 +241,15 @@ def activation(attrs: Attrs, shape: torch.Size) -> Built:
     kinds = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "softrelu": nn.Softplus, "softsign": nn.Softsign}
     if act not in kinds:
         raise OpError(f"act_type={act}")
-    return [kinds[act]()], {}
+    return [kinds[act]()]
 
 
 def fully_connected(attrs: Attrs, shape: torch.Size) -> Built:
     flatten = bool(_get(attrs, "flatten", True)) and len(shape) > 2
-    features = int(torch.tensor(shape[1:]).prod()) if flatten else shape[-1]
+    features = math.prod(shape[1:]) if flatten else shape[-1]
     no_bias = bool(_get(attrs, "no_bias", False))
     linear = nn.Linear(features, int(_get(attrs, "num_hidden", 0)), bias=not no_bias)
-    modules: list[nn.Module] = [nn.Flatten(), linear] if flatten else [linear]
-    at = len(modules) - 1
-    return modules, ({1: (at, "weight")} if no_bias else {1: (at, "weight"), 2: (at, "bias")})
+    return [nn.Flatten(), linear] if flatten else [linear]
 
 
 def pooling(attrs: Attrs, shape: torch.Size) -> Built:
@@ -218,37 +257,45 @@ def pooling(attrs: Attrs, shape: torch.Size) -> Built:
     if kind not in ("max", "avg") or len(shape) != 4:
         raise OpError(f"pool_type={kind} on input {list(shape)} (max/avg on NCHW)")
     if bool(_get(attrs, "global_pool", False)):
-        return [nn.AdaptiveMaxPool2d(1) if kind == "max" else nn.AdaptiveAvgPool2d(1)], {}
+        return [nn.AdaptiveMaxPool2d(1) if kind == "max" else nn.AdaptiveAvgPool2d(1)]
     convention = _get(attrs, "pooling_convention", "valid")
     if convention not in ("valid", "full"):
         raise OpError(f"pooling_convention={convention}")
     kernel, stride, pad = _pair(attrs, "kernel", 0), _pair(attrs, "stride", 1), _pair(attrs, "pad", 0)
     ceil = convention == "full"
     if kind == "max":
-        return [nn.MaxPool2d(kernel, stride, pad, ceil_mode=ceil)], {}
+        return [nn.MaxPool2d(kernel, stride, pad, ceil_mode=ceil)]
     include_pad = bool(_get(attrs, "count_include_pad", True))
-    return [nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil, count_include_pad=include_pad)], {}
+    return [nn.AvgPool2d(kernel, stride, pad, ceil_mode=ceil, count_include_pad=include_pad)]
 
 
 def reshape(attrs: Attrs, shape: torch.Size) -> Built:
     target = _get(attrs, "shape", ())
     if bool(_get(attrs, "reverse", False)) or any(int(s) < -1 for s in target):
         raise OpError(f"shape={attrs.get('shape')} reverse={attrs.get('reverse')} (only sizes, 0 and -1)")
-    return [Reshape(target)], {}
+    return [Reshape(target)]
 
 
 def dropout(attrs: Attrs, shape: torch.Size) -> Built:
     if _get(attrs, "mode", "training") != "training":
         raise OpError(f"mode={attrs.get('mode')} (only mode=training, identity in eval)")
-    return [nn.Dropout(float(_get(attrs, "p", 0.5)))], {}
+    return [nn.Dropout(float(_get(attrs, "p", 0.5)))]
 
 
 def _scalar(op: str) -> Callable[[Attrs, torch.Size], Built]:
-    return lambda attrs, shape: ([Scalar(op, float(_get(attrs, "scalar", 0.0)))], {})
+    return lambda attrs, shape: [Scalar(op, float(_get(attrs, "scalar", 0.0)))]
 
 
 def _fixed(factory: Callable[[], nn.Module]) -> Callable[[Attrs, torch.Size], Built]:
-    return lambda attrs, shape: ([factory()], {})
+    return lambda attrs, shape: [factory()]
+
+
+def _clip(attrs: Attrs, shape: torch.Size) -> Built:
+    return [Clip(float(_get(attrs, "a_min", 0)), float(_get(attrs, "a_max", 0)))]
+
+
+def _concat(attrs: Attrs, shape: torch.Size) -> Built:
+    return [Concat(int(_get(attrs, "dim", 1)))]
 
 
 BINARY = {
@@ -258,25 +305,18 @@ BINARY = {
     "broadcast_mul": "mul", "elemwise_div": "div", "_Div": "div", "_div": "div", "broadcast_div": "div",
     "ElementWiseSum": "sum", "add_n": "sum",
 }
-# op -> builder(attrs, shape of the first data input) -> (modules, params)
-BUILDERS: dict[str, Callable[[Attrs, torch.Size], Built]] = {
-    "Convolution": convolution, "BatchNorm": batch_norm, "LeakyReLU": leaky_relu, "Activation": activation,
-    "FullyConnected": fully_connected, "Pooling": pooling, "Reshape": reshape, "Dropout": dropout,
-    "Flatten": _fixed(nn.Flatten), "flatten": _fixed(nn.Flatten),
-    "clip": lambda attrs, shape: ([Clip(float(_get(attrs, "a_min", 0)), float(_get(attrs, "a_max", 0)))], {}),
-    "Concat": lambda attrs, shape: ([Concat(int(_get(attrs, "dim", 1)))], {}),
-    "concat": lambda attrs, shape: ([Concat(int(_get(attrs, "dim", 1)))], {}),
-    "_copy": _fixed(nn.Identity), "identity": _fixed(nn.Identity), "Cast": _fixed(nn.Identity),
-    "BlockGrad": _fixed(Detach), "stop_gradient": _fixed(Detach),
-    **{op: _scalar(op) for op in Scalar.FUNCS},
-    **{op: _fixed(functools.partial(Binary, kind)) for op, kind in BINARY.items()},
+# the op table: op name -> its builder and parameter inputs (module docstring)
+OPS: dict[str, Op] = {
+    "Convolution": Op(convolution, weight_and_bias),
+    "BatchNorm": Op(batch_norm, batch_norm_params),
+    "LeakyReLU": Op(leaky_relu, prelu_params),
+    "Activation": Op(activation),
+    "FullyConnected": Op(fully_connected, weight_and_bias),
+    "Pooling": Op(pooling), "Reshape": Op(reshape), "Dropout": Op(dropout),
+    "Flatten": Op(_fixed(nn.Flatten)), "flatten": Op(_fixed(nn.Flatten)),
+    "clip": Op(_clip), "Concat": Op(_concat), "concat": Op(_concat),
+    "_copy": Op(_fixed(nn.Identity)), "identity": Op(_fixed(nn.Identity)), "Cast": Op(_fixed(nn.Identity)),
+    "BlockGrad": Op(_fixed(Detach)), "stop_gradient": Op(_fixed(Detach)),
+    **{op: Op(_scalar(op)) for op in Scalar.FUNCS},
+    **{op: Op(_fixed(functools.partial(Binary, kind))) for op, kind in BINARY.items()},
 }
-
-
-def param_positions(op: str, attrs: Attrs, count: int) -> set[int]:
-    """Which of a node's ``count`` inputs are parameters (variables of the .params file), not data."""
-    if op in ("Convolution", "BatchNorm", "FullyConnected"):
-        return set(range(1, count))
-    if op == "LeakyReLU" and _get(attrs, "act_type", "leaky") == "prelu":
-        return {1}
-    return set()

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from mxnet_symbols import SymbolBuilder
 
-from insightface_lr.models.mxnet_graph import MxnetGraphNet
+from insightface_lr.models.mxnet.graph import MxnetGraphNet
 
 SIZE = 8
 
@@ -164,3 +165,108 @@ def test_op_matches_reference(case) -> None:
         got = net.eval()(x)
         want = reference(sb, x * 127.5 + 127.5)
     torch.testing.assert_close(got, want.reshape(got.shape), rtol=1e-5, atol=1e-4)
+
+
+# --- ops the docs list, against numpy formulas written out here (mxnet's definitions, not torch's functions) -----
+def _np_centred(p: np.ndarray) -> np.ndarray:
+    return p / 127.5 - 1
+
+
+SELU_ALPHA, SELU_LAMBDA = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+_erf = np.vectorize(math.erf)
+
+
+def _leaky(act: str, **attrs):
+    return lambda sb: sb.op("LeakyReLU", "r", [_centred(sb)], act_type=act, **attrs)
+
+
+def _scalar_op(op: str, scalar: float):
+    return lambda sb: sb.op(op, "s", [_centred(sb)], scalar=scalar)
+
+
+def _three(sb: SymbolBuilder) -> list[int]:
+    """``2p``, ``p + 1`` and ``p / 127.5 - 1``: three inputs of the same shape."""
+    return [*_two(sb), _centred(sb)]
+
+
+NUMPY_CASES = {
+    "selu": (_leaky("selu"), lambda p: SELU_LAMBDA * np.where(_np_centred(p) > 0, _np_centred(p),
+                                                              SELU_ALPHA * np.expm1(_np_centred(p)))),
+    "gelu": (_leaky("gelu"), lambda p: 0.5 * _np_centred(p) * (1 + _erf(_np_centred(p) / math.sqrt(2)))),
+    # in inference mxnet's rrelu uses the mean of its slope range, (lower + upper) / 2: defaults 0.125, 0.334
+    "rrelu_defaults": (_leaky("rrelu"), lambda p: np.where(_np_centred(p) >= 0, _np_centred(p),
+                                                           _np_centred(p) * (0.125 + 0.334) / 2)),
+    "rrelu_bounds": (_leaky("rrelu", lower_bound=0.2, upper_bound=0.6),
+                     lambda p: np.where(_np_centred(p) >= 0, _np_centred(p), _np_centred(p) * 0.4)),
+    "softsign": (lambda sb: sb.op("Activation", "a", [_centred(sb)], act_type="softsign"),
+                 lambda p: _np_centred(p) / (1 + np.abs(_np_centred(p)))),
+    "_maximum_scalar": (_scalar_op("_maximum_scalar", 0.3), lambda p: np.maximum(_np_centred(p), 0.3)),
+    "_minimum_scalar": (_scalar_op("_minimum_scalar", -0.2), lambda p: np.minimum(_np_centred(p), -0.2)),
+    "_power_scalar": (lambda sb: sb.op("_power_scalar", "s", [0], scalar=1.5), lambda p: p ** 1.5),
+    "elemwise_div": (lambda sb: sb.op("elemwise_div", "d", list(_two(sb))), lambda p: (2 * p) / (p + 1)),
+    "add_n_three_inputs": (lambda sb: sb.op("add_n", "n", _three(sb), num_args=3),
+                           lambda p: 2 * p + (p + 1) + _np_centred(p)),
+    "ElementWiseSum_three_inputs": (lambda sb: sb.op("ElementWiseSum", "n", _three(sb), num_args=3),
+                                    lambda p: 2 * p + (p + 1) + _np_centred(p)),
+    # Cast to float16 is computed in float32 (docs/mxnet_checkpoints.md): the values pass unrounded
+    "Cast_float16_passes_float32": (lambda sb: sb.op("Cast", "c", [_centred(sb)], dtype="float16"),
+                                    lambda p: _np_centred(p)),
+}
+
+
+@pytest.mark.parametrize("case", sorted(NUMPY_CASES))
+def test_op_matches_numpy_formula(case) -> None:
+    build, formula = NUMPY_CASES[case]
+    sb = SymbolBuilder(seed=3)
+    net = MxnetGraphNet(sb.text(_flat(sb, build(sb))), input_size=SIZE, source="case.json").eval()
+    x = torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    with torch.no_grad():
+        got = net(x).double().numpy()
+    p = (x.double().numpy() * 127.5 + 127.5).reshape(3, -1)
+    np.testing.assert_allclose(got, formula(p), rtol=1e-5, atol=1e-5)
+
+
+def test_global_stats_batchnorm_uses_the_running_statistics_while_training() -> None:
+    """``use_global_stats``: mxnet normalises with the stored mean/var in training too and leaves them unchanged;
+    in eval mode plain BatchNorm does the same, so only training mode tells the two apart."""
+    sb = SymbolBuilder(seed=4)
+    head = _flat(sb, sb.bn("b", 0, 3, use_global_stats=True, fix_gamma=False, eps=1e-3))
+    net = MxnetGraphNet(sb.text(head), input_size=SIZE, source="case.json")
+    net.load_mxnet_weights(sb.params_by_kind(), "case.params")
+    net.train()
+    x = torch.rand(4, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    got = net(x).detach().double().numpy()
+    p = x.double().numpy() * 127.5 + 127.5
+    mean, var, gamma, beta = (sb.weight(f"b_{n}").double().numpy().reshape(1, 3, 1, 1)
+                              for n in ("moving_mean", "moving_var", "gamma", "beta"))
+    want = (p - mean) / np.sqrt(var + 1e-3) * gamma + beta
+    np.testing.assert_allclose(got, want.reshape(4, -1), rtol=1e-5, atol=1e-4)
+    state = {k: v for k, v in net.state_dict().items() if "running" in k}
+    assert np.allclose(state[next(k for k in state if k.endswith("running_mean"))].numpy(), mean.ravel())
+    assert np.allclose(state[next(k for k in state if k.endswith("running_var"))].numpy(), var.ravel())
+
+
+class _Scale(torch.nn.Module):
+    """A per-channel scale with a parameter: what a new op with a weight looks like."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.weight.view(1, -1, 1, 1)
+
+
+def test_an_op_is_one_table_entry(monkeypatch) -> None:
+    """A new op, with a parameter input, supported by adding its entry to OPS and nothing else."""
+    from insightface_lr.models.mxnet import ops
+
+    monkeypatch.setitem(ops.OPS, "ChannelScale", ops.Op(lambda attrs, shape: [_Scale(shape[1])],
+                                                        lambda attrs: (ops.Param(1, "weight"),)))
+    sb = SymbolBuilder(seed=6)
+    scale = sb.var("s_weight", torch.tensor([0.5, -2.0, 3.0]))
+    net = MxnetGraphNet(sb.text(_flat(sb, sb.op("ChannelScale", "s", [0, scale]))), input_size=SIZE)
+    net.load_mxnet_weights(sb.params_by_kind(), "case.params")
+    x = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(7)) * 2 - 1
+    want = (x.double().numpy() * 127.5 + 127.5) * np.array([0.5, -2.0, 3.0]).reshape(1, 3, 1, 1)
+    np.testing.assert_allclose(net.eval()(x).detach().double().numpy(), want.reshape(2, -1), rtol=1e-6)

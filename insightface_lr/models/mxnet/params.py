@@ -18,6 +18,7 @@ Plain ``struct``/numpy parsing: nothing in the file can run code. Bad files rais
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
-from ..errors import ModelLoadError
+from ...atomic import atomic_path
+from ...errors import ModelLoadError
 
 LIST_MAGIC = 0x112
 V1_MAGIC, V2_MAGIC, V3_MAGIC = 0xF993FAC8, 0xF993FAC9, 0xF993FACA
@@ -117,7 +118,7 @@ def _read_array(reader: _Reader, index: int) -> torch.Tensor | None:
         raise ModelLoadError(f"{reader.path}: {what} has unsupported dtype code {code} (supported: "
                              f"{', '.join(f'{c}={d.name}' for c, d in DTYPES.items())})")
     dtype = DTYPES[code]
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python integers: numpy's int64 product of hostile dims wraps around
     raw = reader.take(count * dtype.itemsize, f"{what}'s data")
     values = np.frombuffer(raw, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
     return torch.from_numpy(values.copy())

@@ -1,11 +1,13 @@
 """An MXNet symbol (``model-symbol.json``) as a torch module: :class:`MxnetGraphNet`, backbone ``mxnet_graph``.
 
-The JSON's ``nodes`` are in topological order; each op node becomes torch modules (:mod:`.mxnet_ops`), ``null``
+The JSON's ``nodes`` are in topological order; each op node becomes torch modules (:mod:`.ops`), ``null``
 nodes are the image input or parameters. Nodes that form a straight line (one data input, produced by the
 node before, used nowhere else) share one ``nn.Sequential`` "chain", so :func:`~.fuse.fold_batchnorm` folds a
 Convolution/FullyConnected with the BatchNorm after it exactly as in our own networks. Shapes (and thus conv
 input channels, and whether a BatchNorm sees ``[N,C]`` -> ``BatchNorm1d`` or ``[N,C,H,W]`` -> ``BatchNorm2d``)
-come from one dummy forward at build time.
+come from one dummy forward at build time, on torch's ``meta`` device: shapes without memory, so a hostile symbol
+(a convolution of 10**9 filters, concats that double a tensor 40 times) is refused by :data:`MAX_PARAMETERS` /
+:data:`MAX_ACTIVATION` before anything is allocated; the modules are materialised afterwards.
 
 Input convention: our model input is RGB in ``[-1, 1]`` (:mod:`insightface_lr.data.pixels`); InsightFace's
 MXNet models take raw RGB ``0..255`` values and normalise inside the graph (a ``_minus_scalar`` of half the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -25,15 +28,22 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data.pixels import model_input_to_pixel_values
-from ..errors import ModelLoadError
-from ..registry import register_backbone
-from . import mxnet_ops
-from .iresnet import check_input
+from ...data.pixels import model_input_to_pixel_values
+from ...errors import ModelLoadError
+from ...registry import register_backbone
+from ..iresnet import check_input
+from . import ops as mxnet_ops  # the op table
 
 LOSS_OPS = {"SoftmaxOutput", "softmax", "SoftmaxActivation", "log_softmax", "MakeLoss", "make_loss",
             "LinearRegressionOutput", "LogisticRegressionOutput", "MAERegressionOutput", "SVMOutput"}
 EMBEDDING_NODE = "fc1"  # InsightFace's embedding layer (``fc1_output``)
+# bounds on what a symbol may make this process allocate (the largest model-zoo network, glintr100, has 65M
+# parameters and ~1M values per face in its largest activation); beyond them the symbol is refused
+MAX_NODES = 100_000
+MAX_PARAMETERS = 2**28
+MAX_ACTIVATION = 2**25  # values of one node's output for one face
+# what a builder or the dummy forward raises on attributes or shapes that do not fit (named with the node)
+_BUILD_ERRORS = (mxnet_ops.OpError, ValueError, TypeError, RuntimeError, ArithmeticError, IndexError)
 
 
 class _Chain(nn.Sequential):
@@ -58,7 +68,11 @@ class MxnetGraphNet(nn.Module):
     network = "mxnet_graph"
 
     def __init__(self, symbol: str, embedding_size: int | None = None, input_size: int = 112,
-                 dropout: float = 0.0, fp16: bool = False, source: str | Path = "MXNet symbol") -> None:
+                 dropout: float = 0.0, fp16: bool = False, source: str | Path = "MXNet symbol",
+                 weights: dict[str, dict[str, torch.Tensor]] | None = None,
+                 weights_source: str | Path = "MXNet params") -> None:
+        """``weights`` (:func:`.params.load_mxnet_params`) are checked against the graph before its
+        modules are allocated, then copied in; without them the modules keep torch's default initialisation."""
         super().__init__()
         self.symbol, self.source = symbol, str(source)
         self.input_size, self.fp16 = int(input_size), bool(fp16)
@@ -67,8 +81,18 @@ class MxnetGraphNet(nn.Module):
         self.output_name = nodes[self.output_id]["name"]
         self.chains = nn.ModuleDict()
         self.param_map: list[tuple[str, str, str]] = []  # (state-dict key, mxnet name, "arg"/"aux")
-        self.fixed_gamma: list[str] = []  # BatchNorm weights held at 1 (fix_gamma)
-        self._build(nodes)
+        self.fixed_params: list[str] = []  # parameters held at 1 (a fix_gamma BatchNorm's weight, Param.fixed)
+        with warnings.catch_warnings():  # a zero-size layer warns at each init (it is refused or harmless)
+            warnings.filterwarnings("ignore", message="Initializing zero-element tensors")
+            with torch.device("meta"):
+                self._build(nodes)
+            self._check_size()
+            matched = self._match_weights(weights, weights_source) if weights is not None else []
+            self.to_empty(device="cpu")
+            for module in self.modules():  # to_empty leaves memory as found: torch's own initialisation
+                if module is not self and hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+        self._copy_weights(matched)
         if embedding_size is not None and int(embedding_size) != self.embedding_size:
             raise ModelLoadError(f"{self.source}: the graph's output {self.output_name!r} has {self.embedding_size} "
                                  f"features, not embedding_size={embedding_size}")
@@ -80,7 +104,7 @@ class MxnetGraphNet(nn.Module):
     def fixed_parameters(self) -> list[str]:
         """Parameters training must leave alone: mxnet holds a ``fix_gamma`` BatchNorm's gamma at 1 (a student
         started from this network keeps them frozen, :mod:`insightface_lr.train.student_init`)."""
-        return list(self.fixed_gamma)
+        return list(self.fixed_params)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.input_size, type(self).__name__)
@@ -92,11 +116,16 @@ class MxnetGraphNet(nn.Module):
                     del values[i]
         return values[self.output_id].float()
 
-    @torch.no_grad()
     def load_mxnet_weights(self, params: dict[str, dict[str, torch.Tensor]], source: str | Path) -> None:
-        """Copy ``{"arg": ..., "aux": ...}`` (:func:`.mxnet_params.load_mxnet_params`) in; strict on the names
+        """Copy ``{"arg": ..., "aux": ...}`` (:func:`.params.load_mxnet_params`) in; strict on the names
         and shapes the graph uses (extra entries, e.g. a classifier ``fc7_weight``, are ignored)."""
-        own = self.state_dict()
+        self._copy_weights(self._match_weights(params, source))
+
+    def _match_weights(self, params: dict[str, dict[str, torch.Tensor]],
+                       source: str | Path) -> list[tuple[str, torch.Tensor]]:
+        """``(state-dict key, value)`` of every parameter the graph uses, or ModelLoadError naming the first one
+        missing or misshaped (shapes only: it runs before the modules are allocated)."""
+        own, matched = self.state_dict(), []
         for key, name, kind in self.param_map:
             other = "aux" if kind == "arg" else "arg"
             value = params[kind].get(name, params[other].get(name))
@@ -105,9 +134,23 @@ class MxnetGraphNet(nn.Module):
             if tuple(value.shape) != tuple(own[key].shape):
                 raise ModelLoadError(f"{source}: parameter {kind}:{name} has shape {list(value.shape)}, the graph "
                                      f"needs {list(own[key].shape)} ({key})")
+            matched.append((key, value))
+        return matched
+
+    @torch.no_grad()
+    def _copy_weights(self, matched: list[tuple[str, torch.Tensor]]) -> None:
+        own = self.state_dict()
+        for key, value in matched:
             own[key].copy_(value.to(own[key].dtype))
-        for key in self.fixed_gamma:  # mxnet ignores a fix_gamma BatchNorm's stored gamma
-            own[key].fill_(1.0)
+        if matched:
+            for key in self.fixed_params:  # mxnet ignores a fix_gamma BatchNorm's stored gamma
+                own[key].fill_(1.0)
+
+    def _check_size(self) -> None:
+        count = sum(p.numel() for p in self.parameters()) + sum(b.numel() for b in self.buffers())
+        if count > MAX_PARAMETERS:
+            raise ModelLoadError(f"{self.source}: the graph holds {count} parameters, more than the {MAX_PARAMETERS} "
+                                 "accepted (a corrupt or hostile symbol: check num_filter/num_hidden)")
 
     # --- building -----------------------------------------------------------------------------------
     @torch.no_grad()
@@ -144,26 +187,43 @@ class MxnetGraphNet(nn.Module):
     def _add_node(self, nodes: list[dict[str, Any]], index: int, chain_key: str, inputs: list[torch.Tensor]):
         node = nodes[index]
         op, name, attrs = node["op"], node["name"], _attrs(node)
-        builder = mxnet_ops.BUILDERS.get(op)
-        if builder is None:
+        spec = mxnet_ops.OPS.get(op)
+        if spec is None:
             raise ModelLoadError(f"{self.source}: unsupported MXNet op {op!r} (node {name!r})")
         try:
-            modules, params = builder(attrs, inputs[0].shape)
-        except (mxnet_ops.OpError, ValueError, TypeError) as exc:
-            raise ModelLoadError(f"{self.source}: node {name!r} ({op}): unsupported {exc}") from exc
+            modules, params = spec.build(attrs, inputs[0].shape), spec.params(attrs)
+        except _BUILD_ERRORS as exc:
+            raise ModelLoadError(f"{self.source}: node {name!r} ({op}): unsupported {_one_line(exc)}") from exc
+        takes = max((p.position for p in params), default=0) + 1
+        if takes > len(node["inputs"]):
+            raise ModelLoadError(f"{self.source}: node {name!r} ({op}) has {len(node['inputs'])} inputs, the op takes "
+                                 f"{takes} (data and its parameters)")
         chain, keys = self.chains[chain_key], []
         for i, module in enumerate(modules):
             keys.append(_unique(_safe(name) + ("" if i == len(modules) - 1 else f"_{i}"), chain._modules))
             chain.add_module(keys[-1], module.eval())
-        for position, (at, attr) in params.items():
-            variable = nodes[node["inputs"][position][0]]["name"]
-            key = f"chains.{chain_key}.{keys[at]}.{attr}"
-            self.param_map.append((key, variable, "aux" if attr.startswith("running_") else "arg"))
-            if op == "BatchNorm" and attr == "weight" and mxnet_ops.fix_gamma(attrs):
-                self.fixed_gamma.append(key)
-        out = modules[0](*inputs)
-        for module in modules[1:]:
-            out = module(out)
+        for param in params:  # the table's parameter inputs: all on the op's last module
+            variable = nodes[node["inputs"][param.position][0]]["name"]
+            key = f"chains.{chain_key}.{keys[-1]}.{param.attribute}"
+            self.param_map.append((key, variable, "aux" if param.aux else "arg"))
+            if param.fixed:
+                self.fixed_params.append(key)
+        return self._run_node(modules, inputs, name, op)
+
+    def _run_node(self, modules: list[nn.Module], inputs: list[torch.Tensor], name: str, op: str) -> torch.Tensor:
+        """The node's output on the dummy (meta) input: inputs it cannot take are refused naming the node."""
+        try:
+            out = modules[0](*inputs)
+            for module in modules[1:]:
+                out = module(out)
+        except _BUILD_ERRORS as exc:
+            shapes = [list(x.shape) for x in inputs]
+            raise ModelLoadError(f"{self.source}: node {name!r} ({op}) cannot take inputs of shape {shapes} "
+                                 f"({_one_line(exc)})") from exc
+        if not isinstance(out, torch.Tensor) or out.numel() > MAX_ACTIVATION:
+            raise ModelLoadError(f"{self.source}: node {name!r} ({op}) makes an output of shape "
+                                 f"{list(getattr(out, 'shape', []))}, more than the {MAX_ACTIVATION} values per face "
+                                 "accepted")
         return out
 
 
@@ -171,13 +231,49 @@ def _parse(symbol: str, source: str) -> tuple[list[dict[str, Any]], list]:
     try:
         doc = json.loads(symbol)
         nodes, heads = doc["nodes"], doc["heads"]
-        ok = isinstance(nodes, list) and all(isinstance(n, dict) and "op" in n and "name" in n for n in nodes)
-        ok = ok and bool(heads) and all(0 <= int(h[0]) < len(nodes) for h in heads)
-    except (ValueError, KeyError, TypeError, IndexError) as exc:
-        raise ModelLoadError(f"{source}: not an MXNet symbol JSON ({type(exc).__name__}: {exc})") from exc
+        ok = isinstance(nodes, list) and all(isinstance(n, dict) and isinstance(n.get("op"), str)
+                                             and isinstance(n.get("name"), str) for n in nodes)
+        ok = ok and isinstance(heads, list) and bool(heads) and all(_is_ref(h, len(nodes)) for h in heads)
+    except (ValueError, KeyError, TypeError, IndexError, RecursionError) as exc:  # RecursionError: deep nesting
+        raise ModelLoadError(f"{source}: not an MXNet symbol JSON ({type(exc).__name__}: {_one_line(exc)})") from exc
     if not ok:
-        raise ModelLoadError(f"{source}: not an MXNet symbol JSON (needs 'nodes' with op/name and 'heads')")
+        raise ModelLoadError(f"{source}: not an MXNet symbol JSON (needs 'nodes' with op/name and 'heads' "
+                             "[node, output, version] of existing nodes)")
+    if len(nodes) > MAX_NODES:
+        raise ModelLoadError(f"{source}: {len(nodes)} nodes, more than the {MAX_NODES} accepted")
+    for index, node in enumerate(nodes):
+        _check_node(node, index, len(nodes), source)
     return nodes, heads
+
+
+def _is_ref(ref: Any, count: int) -> bool:
+    """``[node, output(, version)]`` with integer entries and a node id in range."""
+    return (isinstance(ref, list) and 2 <= len(ref) <= 3 and all(type(v) is int for v in ref)
+            and 0 <= ref[0] < count)
+
+
+def _check_node(node: dict[str, Any], index: int, count: int, source: str) -> None:
+    """mxnet writes nodes in topological order: every input is an earlier node (so no cycle, nothing dangling)."""
+    where = f"{source}: node {index} {node['name']!r} ({node['op']})"
+    inputs = node.get("inputs") or []
+    if not isinstance(inputs, list):
+        raise ModelLoadError(f"{where}: 'inputs' is not a list of [node, output, version]")
+    for ref in inputs:
+        if not _is_ref(ref, count):
+            raise ModelLoadError(f"{where}: input {str(ref)[:60]} is not [node, output, version] of an existing "
+                                 f"node (the symbol has nodes 0..{count - 1})")
+        if ref[0] >= index:
+            raise ModelLoadError(f"{where}: input {ref[0]} is {'itself' if ref[0] == index else 'a later node'} "
+                                 "(a cycle, or nodes out of mxnet's topological order)")
+    for key in ("param", "attr", "attrs"):
+        if not isinstance(node.get(key) or {}, dict):
+            raise ModelLoadError(f"{where}: {key!r} is not an object of attributes")
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's message on one line, cut to a readable length (torch's can span many lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
 
 
 def _attrs(node: dict[str, Any]) -> dict[str, str]:
@@ -190,7 +286,11 @@ def _attrs(node: dict[str, Any]) -> dict[str, str]:
 
 def _data_inputs(node: dict[str, Any], source: str) -> list[int]:
     inputs = node.get("inputs") or []
-    skip = mxnet_ops.param_positions(node["op"], _attrs(node), len(inputs))
+    spec = mxnet_ops.OPS.get(node["op"])  # an op not in the table: every input is data (refused when built)
+    try:
+        skip = {p.position for p in spec.params(_attrs(node))} if spec is not None else set()
+    except mxnet_ops.OpError as exc:
+        raise ModelLoadError(f"{source}: node {node['name']!r} ({node['op']}): unsupported {exc}") from exc
     refs = [ref for i, ref in enumerate(inputs) if i not in skip]
     if not refs:
         raise ModelLoadError(f"{source}: node {node['name']!r} ({node['op']}) has no data input")

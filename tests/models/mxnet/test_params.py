@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from insightface_lr.errors import ModelLoadError
-from insightface_lr.models.mxnet_params import load_mxnet_params, save_mxnet_params
+from insightface_lr.models.mxnet.params import load_mxnet_params, save_mxnet_params
 
 DTYPES = [(np.float32, 0), (np.float64, 1), (np.float16, 2), (np.uint8, 3), (np.int32, 4), (np.int8, 5),
           (np.int64, 6)]
@@ -42,6 +42,41 @@ def test_hand_written_v2_file_is_read_and_save_writes_the_same_bytes(tmp_path) -
     assert torch.equal(got["aux"]["bn0_moving_mean"], torch.from_numpy(mean))
     save_mxnet_params(tmp_path / "again.params", {"arg:conv0_weight": weight, "aux:bn0_moving_mean": mean})
     assert (tmp_path / "again.params").read_bytes() == data
+
+
+def _hand_older_file(layout: str, names: list[str], arrays: list[np.ndarray | None]) -> bytes:
+    """mxnet's two older NDArray layouts, written out field by field from ``NDArray::LegacyLoad`` (independent of
+    save_mxnet_params): ``"v1"`` is magic 0xF993FAC8, uint32 ndim, int64 dims (no storage type); ``"legacy"`` (no
+    magic) starts with the uint32 ndim, then uint32 dims. Then context (int32 dev_type, int32 dev_id), int32 dtype
+    code, data. None is an empty array: ndim 0 and nothing after it."""
+    out = struct.pack("<QQQ", 0x112, 0, len(arrays))
+    for array in arrays:
+        shape = () if array is None else array.shape
+        dims = b"".join(struct.pack("<q" if layout == "v1" else "<I", d) for d in shape)
+        out += (struct.pack("<I", 0xF993FAC8) if layout == "v1" else b"") + struct.pack("<I", len(shape)) + dims
+        if array is not None:
+            code = {np.dtype("float32"): 0, np.dtype("float64"): 1, np.dtype("int32"): 4}[array.dtype]
+            out += struct.pack("<iii", 1, 0, code) + array.astype(array.dtype.newbyteorder("<")).tobytes()
+    out += struct.pack("<Q", len(names))
+    for name in names:
+        out += struct.pack("<Q", len(name)) + name.encode()
+    return out
+
+
+@pytest.mark.parametrize("layout", ["v1", "legacy"])
+def test_hand_written_v1_and_legacy_files_are_read(tmp_path, layout) -> None:
+    weight = (np.arange(24, dtype=np.float32).reshape(2, 3, 2, 2) - 5) / 3
+    var = np.array([0.25, 4.0, 1.5], dtype=np.float64)
+    count = np.array([7, -3], dtype=np.int32)
+    names = ["arg:conv0_weight", "aux:bn0_moving_var", "arg:empty", "arg:count"]
+    path = tmp_path / "m-0000.params"
+    path.write_bytes(_hand_older_file(layout, names, [weight, var, None, count]))
+    got = load_mxnet_params(path)
+    assert list(got["arg"]) == ["conv0_weight", "count"] and list(got["aux"]) == ["bn0_moving_var"]
+    assert got["arg"]["conv0_weight"].dtype == torch.float32 and got["aux"]["bn0_moving_var"].dtype == torch.float64
+    assert np.array_equal(got["arg"]["conv0_weight"].numpy(), weight)
+    assert np.array_equal(got["aux"]["bn0_moving_var"].numpy(), var)
+    assert np.array_equal(got["arg"]["count"].numpy(), count)
 
 
 @pytest.mark.parametrize("version", [0, 1, 2, 3])

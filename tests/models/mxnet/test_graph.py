@@ -20,8 +20,8 @@ from insightface_lr.data.verification_bin import write_bin
 from insightface_lr.errors import ModelLoadError
 from insightface_lr.models.facebn import FaceBN
 from insightface_lr.models.inference import inference_net
-from insightface_lr.models.mxnet_checkpoint import is_mxnet_checkpoint, load_mxnet_checkpoint
-from insightface_lr.models.mxnet_graph import MxnetGraphNet
+from insightface_lr.models.mxnet.checkpoint import is_mxnet_checkpoint, load_mxnet_checkpoint
+from insightface_lr.models.mxnet.graph import MxnetGraphNet
 from insightface_lr.models.student_file import load_student, save_student
 from insightface_lr.models.teacher import load_teacher
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from insightface_lr.models.mxnet_params import save_mxnet_params
+from insightface_lr.models.mxnet.params import save_mxnet_params
 
 
 class SymbolBuilder:
