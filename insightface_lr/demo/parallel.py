@@ -47,6 +47,8 @@ class Pipeline(Protocol):
 
     def cache_of(self, name: str) -> str | None: ...
 
+    def needs(self, name: str) -> str | None: ...
+
     def run_task(self, name: str) -> None: ...
 
     def add_timings(self, timings: dict[str, float], ran: list[str]) -> None: ...
@@ -54,12 +56,21 @@ class Pipeline(Protocol):
     def say(self, text: str) -> None: ...
 
 
-def task_order(pipeline: Pipeline, names: list[str]) -> tuple[list[str], dict[str, list[str]]]:
-    """(tasks to submit now, builder -> the tasks that wait for it). The first task of each shared cache
-    builds it; builders come first so that their followers are released early, then the cache-free tasks
-    in the order of ``names``."""
-    builders, free, waiting, builder_of = [], [], {}, {}
+Followers = dict[str, list[str]]
+
+
+def task_order(pipeline: Pipeline, names: list[str]) -> tuple[list[str], Followers, Followers]:
+    """(tasks to submit now, builder -> the tasks that wait for its cache, task -> the tasks that need it done).
+    The first task of each shared cache builds it; builders come first so that their followers are released
+    early, then the cache-free tasks in the order of ``names``. A task that needs another of ``names``
+    (:meth:`needs`: bridge2 needs its bridge) starts when that one has finished."""
+    builders, free, waiting, builder_of, after = [], [], {}, {}, {}
+    present = set(names)
     for name in names:
+        needed = pipeline.needs(name)
+        if needed in present:
+            after.setdefault(needed, []).append(name)
+            continue
         cache = pipeline.cache_of(name)
         if cache is None:
             free.append(name)
@@ -69,7 +80,7 @@ def task_order(pipeline: Pipeline, names: list[str]) -> tuple[list[str], dict[st
             waiting[name] = []
         else:
             waiting[builder_of[cache]].append(name)
-    return builders + free, waiting
+    return builders + free, waiting, after
 
 
 def run_tasks(pipeline: Pipeline, names: list[str]) -> None:
@@ -144,7 +155,7 @@ def _sigint_blocked() -> Iterator[None]:
 
 
 def _schedule(pipeline: Pipeline, pool: ProcessPoolExecutor, ready: list[str],
-              waiting: dict[str, list[str]]) -> None:
+              waiting: dict[str, list[str]], after: dict[str, list[str]]) -> None:
     """Submit ``ready``; as each task ends merge its timings and submit the tasks it released. The first
     failure cancels what has not started and is raised."""
     def submit(name: str):
@@ -175,6 +186,7 @@ def _schedule(pipeline: Pipeline, pool: ProcessPoolExecutor, ready: list[str],
             for stage in ran:
                 pipeline.say(f"[demo] {stage}: {timings[stage]:.1f} s")
             release(name)
+            running.update({submit(follower): follower for follower in after.get(name, [])})
 
 
 CACHE_POLL_S = 5.0

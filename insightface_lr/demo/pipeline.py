@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -140,7 +140,7 @@ class DemoPipeline:
                         "num_epoch": self.settings.bridge_epochs, "seed": self.settings.teacher_seed,
                         "teacher": str(self.teacher)}, cache=f"teacher{_suffix(r)}"))
         tuning = [c.name for c in tuning_cells(self.settings)]
-        run_tasks(self, tuning)
+        run_tasks(self, self.prerequisites() + tuning)
         choices = choose_weights(self.settings, self.out, tuning)
         run_tasks(self, self.model_names())  # train (students) and evaluate every model
         names = ["teacher"] + [c.name for c in self.cells()] + tuning
@@ -186,8 +186,9 @@ class DemoPipeline:
         self._stage(f"eval {name}", target.is_file(), lambda: self.evaluate(name, path, target))
 
     def fine_tunes(self, cell: StudentCell) -> bool:
-        """The student starts from the given teacher (every method but bridge, when ``student_init``)."""
-        return self.settings.student_init == "teacher" and cell.method != "bridge"
+        """The student starts from the given teacher (every method with no recipe of its own in
+        :data:`OWN_RECIPES`, when ``student_init``)."""
+        return self.settings.student_init == "teacher" and cell.method not in OWN_RECIPES
 
     def cache_of(self, name: str) -> str | None:
         """The shared teacher cache a task builds or reads (None: no cache); a fine-tune reads it for the class
@@ -197,7 +198,42 @@ class DemoPipeline:
         cell = parse_cell(name)
         if cell.method == "none" and not self.fine_tunes(cell):
             return None
+        if cell.method == "bridge2":  # one cache per bridge: the bridge's embeddings of the LR view
+            return f"bridge2_s{self.bridge2_seed(cell)}{_suffix(cell.regime)}"
         return ("bridge_g" if cell.method == "bridge" else "teacher") + _suffix(cell.regime)
+
+    def needs(self, name: str) -> str | None:
+        """The task that must have finished before ``name`` starts (bridge2: its bridge, a ``none`` fine-tune)."""
+        if name == "teacher" or parse_cell(name).method != "bridge2":
+            return None
+        cell = parse_cell(name)
+        return StudentCell("none", self.settings.headline_size, self.bridge2_seed(cell), cell.regime).name
+
+    def bridge2_seed(self, cell: StudentCell) -> int:
+        """The seed of bridge2's bridge: the student's own seed; tuning candidates (which see val.bin only) share
+        the first seed's bridge rather than training one more fine-tune at the tuning seed."""
+        return self.settings.seeds[0] if cell.is_tuning else cell.seed
+
+    def teacher_of(self, cell: StudentCell) -> Path:
+        """The model a student distils from: the given teacher, the bridge network (bridge) or the plain
+        low-resolution fine-tune of the same seed (bridge2, step 2 of the two-step bridge)."""
+        if cell.method == "bridge":
+            return self.bridge(cell.regime)
+        if cell.method == "bridge2":
+            bridge = self.out / "students" / self.needs(cell.name) / "student.pt"
+            if not bridge.is_file():
+                raise ConfigError(f"demo bridge2 {cell.name}: its bridge {bridge} is missing (train `none` first)")
+            return bridge
+        return self.teacher
+
+    def prerequisites(self) -> list[str]:
+        """Reported students that tuning candidates need (bridge2's bridge of the first seed), trained first."""
+        return list(dict.fromkeys(self.needs(c.name) for c in self.tuning() if self.needs(c.name)))
+
+    def tuning(self) -> list[StudentCell]:
+        from .tuning import tuning_cells
+
+        return tuning_cells(self.settings)
 
     def make_data(self) -> None:
         from .data import make_real, make_synthetic
@@ -227,24 +263,28 @@ class DemoPipeline:
         from .tuning import candidate_of, chosen
 
         s = self.settings
-        epochs = cell.epochs or (s.tune_epochs if cell.is_tuning else 0) or s.student_epochs
-        fields: dict[str, Any] = {
-            "distill": cell.method, "seed": cell.seed,
-            "teacher": str(self.bridge(cell.regime) if cell.method == "bridge" else self.teacher),
-            **({"num_epoch": epochs, "max_steps": 0} if epochs else {"max_steps": s.student_steps})}
+        own = OWN_RECIPES.get(cell.method)
+        epochs = cell.epochs or (s.tune_epochs if cell.is_tuning and not own else 0) or s.student_epochs
+        fields: dict[str, Any] = {"seed": cell.seed, "teacher": str(self.teacher_of(cell))}
+        if own is None or own.budget:  # a recipe of its own may set its own budget (a tiny student's epochs)
+            fields.update({"num_epoch": epochs, "max_steps": 0} if epochs else {"max_steps": s.student_steps})
+        if own is None or own.term is None:
+            fields["distill"] = cell.method
         if self.fine_tunes(cell):  # the teacher's own network, input and embedding size (student_init)
-            fields["lr_sizes"] = s.finetune_lr_sizes
+            fields["lr_sizes"], recipe = s.finetune_lr_sizes, "demo_finetune.py"
+        elif own is not None and own.recipe:
+            recipe = own.recipe
         else:
             fields.update(network="bridge_student", student_input_size=cell.lr_size, lr_sizes=(cell.lr_size,))
-        recipe = "demo_finetune.py" if self.fine_tunes(cell) else "demo_student.py"
+            recipe = "demo_student.py"
         candidate = candidate_of(s, cell) if cell.is_tuning else chosen(self.out, cell.method)
         if candidate is not None and cell.method != "none":
-            fields.update(self.term_fields(recipe, cell.method, candidate))
+            fields.update(self.term_fields(recipe, (own and own.term) or cell.method, candidate))
         return self.train(recipe, output, self.rec(cell.regime), fields, cache=self.cache_of(cell.name))
 
     def term_fields(self, recipe: str, method: str, candidate: dict[str, Any]) -> dict[str, Any]:
-        """Trainer fields of a tuning candidate: the term's weight, and its own fields merged into the recipe's
-        per-term config (a recipe sets every term's config in one dict: the others stay as written)."""
+        """Trainer fields of a tuning candidate: the weight of term ``method``, and its own fields merged into the
+        recipe's per-term config (a recipe sets every term's config in one dict: the others stay as written)."""
         from ..train.config import read_config_file
 
         fields: dict[str, Any] = {"distill_weights": {method: candidate["weight"]}}
@@ -286,6 +326,26 @@ class DemoPipeline:
         for record in records:  # the set's demo name, not a path stem that a user could rename
             record.update(_cell_fields(name), bin=names[record["bin"]])
         _write_json(target, {"records": records, "model": result["models"][name], "hardware": result["hardware"]})
+
+
+@dataclass(frozen=True)
+class OwnRecipe:
+    """A method whose students are not made by the shared recipes: its recipe (empty: demo_student.py with the
+    bridge_student at the LR size), the distillation term it trains under another name (None: the method's
+    name) and whether the demo's student budget applies (False: the recipe's own epochs)."""
+
+    recipe: str = ""
+    term: str | None = None
+    budget: bool = True
+
+
+# One entry per such method. bridge: the bridge paper's tiny student distilled from the HR bridge network
+# (bridge_g); bridge2 (issue 32): the same tiny student at native 16 px distilled from the plain low-resolution
+# fine-tune of the pretrained teacher (step 1, the `none` student of its seed) seeing the same LR face.
+OWN_RECIPES: dict[str, OwnRecipe] = {
+    "bridge": OwnRecipe(),
+    "bridge2": OwnRecipe("demo_bridge2.py", term="feat", budget=False),
+}
 
 
 def _suffix(regime: str) -> str:

@@ -18,7 +18,10 @@ from ..errors import ConfigError
 from ..eval.facebn_modes import DEFAULT_FACEBN
 from .grids import GRIDS
 
-METHODS = ("none", "kd", "feat", "rkd", "aird", "ccface", "bridge")
+# bridge2 (issue 32, with a pretrained --teacher): the tiny native-16-px student distilled from the `none` student of
+# its seed (the two-step bridge); it comes after none, whose students it needs
+METHODS = ("none", "kd", "feat", "rkd", "aird", "ccface", "bridge", "bridge2")
+DEFAULT_METHODS = METHODS[:-1]  # every method that needs no pretrained teacher
 EVAL_SIZES = (112, 32, 24, 16, 12, 8)
 # (a) "same": teacher and students train on the same identities; (b) "subset": the teacher knows more (it saw
 # every training identity, the students a seeded `student_fraction` of them: the bridge paper's cross-dataset
@@ -54,7 +57,7 @@ class DemoSettings:
     batch_size: int = 64
     lr_sizes: tuple[int, ...] = (16, 12)  # 12-px students: seeds[0] only
     headline_size: int = 16
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     seeds: tuple[int, ...] = (0, 1, 2)
     same_seeds: tuple[int, ...] = ()  # seeds of regime "same" when it should get fewer (empty: ``seeds``)
     eval_sizes: tuple[int, ...] = EVAL_SIZES
@@ -117,6 +120,9 @@ class DemoSettings:
                 raise ConfigError(f"demo --{name.replace('_', '-')}: expected a fraction in (0, 1), got {value}")
         if self.faces and not self.test_bins:
             raise ConfigError("demo --faces: also give --test-bin a.bin[,b.bin] (the sets the report is made on)")
+        if "bridge2" in self.methods and (self.student_init != "teacher" or "none" not in self.methods):
+            raise ConfigError("demo method bridge2 distils the `none` fine-tune of a pretrained --teacher: it needs "
+                              "student_init 'teacher' and method none")
         if self.student_init not in ("", "teacher") or (self.student_init and self.faces and not self.teacher_model):
             raise ConfigError(f"demo student_init: expected '' or 'teacher' (with a given --teacher), "
                               f"got {self.student_init!r}")
@@ -214,7 +220,7 @@ PRETRAINED = replace(REAL, preset="pretrained", student_init="teacher", student_
                      budget_epochs=(), aird_margin=1.0, student_facebn_extra=False, facebn_extra=(),
                      eval_sizes=EVAL_SIZES, student_eval_sizes=EVAL_SIZES, students_on_val=False,
                      tune_grid="pretrained", tune_epochs=1, student_facebn_methods=("aird",),
-                     methods=tuple(m for m in METHODS if m != "bridge"))
+                     methods=tuple(m for m in METHODS if m not in ("bridge", "bridge2")))
 PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL, "pretrained": PRETRAINED}
 
 

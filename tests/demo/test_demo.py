@@ -178,7 +178,8 @@ def test_task_order_builds_each_shared_cache_once_before_its_users():
     both = make_settings("full", regimes=("same", "subset"), lr_sizes=(16, 12))
     pipeline = DemoPipeline("unused", both, device="cpu", progress=False, jobs=2)
     names = pipeline.model_names()
-    ready, waiting = task_order(pipeline, names)
+    ready, waiting, after = task_order(pipeline, names)
+    assert after == {}  # no method here needs another's student
     followers = [n for group in waiting.values() for n in group]
     assert sorted(ready + followers) == sorted(names) and len(ready + followers) == 1 + 49
     # the four caches' builders start first: (teacher, bridge network) x (same, subset data)
