@@ -231,6 +231,16 @@ def pretrained_verdict(summary: dict[str, Any]) -> str:
             f"{best}.\n")
 
 
+def pretrained_time(summary: dict[str, Any]) -> str:
+    """The comparison's whole wall time (every invocation of a run resumed across sessions) and machine."""
+    run, hw = summary["run"], summary["run"]["hardware"]
+    total = run.get("wall_total_s", run["wall_time_s"])
+    parts = len(run.get("invocations") or [None])
+    return (f"The whole comparison took **{total / 3600:.2f} h** wall ({parts} invocation(s) of the same command, "
+            f"resumed) on {hw['cpu_count']} {hw['cpu']} cores, `--jobs {run.get('jobs', '?')}`, "
+            f"{hw['torch_threads']} torch thread(s) per job, torch {hw['torch']}.\n")
+
+
 TABLES: dict[str, Table] = {
     # the main command as the README states it (regime subset, timed), and the same run extended to both regimes
     "synthetic": Table("docs/demo/summary.json", partial(synthetic_table, regime="subset")),
@@ -245,6 +255,7 @@ TABLES: dict[str, Table] = {
     "pretrained_paired": Table("docs/pretrained/summary.json", pretrained_paired),
     "pretrained_sizes": Table("docs/pretrained/summary.json", pretrained_sizes),
     "pretrained_verdict": Table("docs/pretrained/summary.json", pretrained_verdict),
+    "pretrained_time": Table("docs/pretrained/summary.json", pretrained_time),
     "synthetic_claims": Table("docs/demo/both/summary.json", claims_list),
     "real_subset": Table("docs/real_faces/summary.json",
                          partial(real_table, regime="subset", facebn="calibrate", weights=True)),

@@ -61,6 +61,8 @@ class DemoPipeline:
         self.data = self.out / "data"
         self.timings: dict[str, float] = {}
         self.wall_before, self.started = 0.0, time.perf_counter()
+        self.invocations: list[dict[str, Any]] = []
+        self.invocation: dict[str, Any] = {"started": "", "seconds": 0.0, "load_average_at_start": None}
         self.ran: list[str] = []  # stages executed by this invocation (the others were complete already)
 
     # ----- bookkeeping -----
@@ -81,7 +83,12 @@ class DemoPipeline:
         timing_file = self.out / "timings.json"
         self.timings = _read_json(timing_file) if timing_file.is_file() else {}
         wall_file = self.out / "wall.json"
-        self.wall_before = float(_read_json(wall_file)["total_s"]) if wall_file.is_file() else 0.0
+        recorded = _read_json(wall_file) if wall_file.is_file() else {}
+        self.invocations = list(recorded.get("invocations", []))
+        self.wall_before = sum(i["seconds"] for i in self.invocations) if self.invocations else \
+            float(recorded.get("total_s", 0.0))
+        self.invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": 0.0,
+                           "load_average_at_start": _load_average()}
 
     def _stage(self, name: str, done: bool, work) -> None:
         """Run ``work()`` unless ``done``; record its wall time under ``name`` (kept across resumes)."""
@@ -97,12 +104,19 @@ class DemoPipeline:
         self.ran += ran
         if self.record:
             _write_json(self.out / "timings.json", self.timings)
-            _write_json(self.out / "wall.json", {"total_s": round(self.wall_total(), 1)})
+            self.invocation["seconds"] = round(time.perf_counter() - self.started, 1)
+            _write_json(self.out / "wall.json", {"total_s": round(self.wall_total(), 1),
+                                                 "invocations": [*self.invocations, self.invocation]})
 
     def wall_total(self) -> float:
         """Wall seconds of every invocation that worked in this folder, this one up to now: a run resumed across
         sessions reports its whole time (each invocation's time is saved as each stage ends)."""
         return self.wall_before + (time.perf_counter() - self.started)
+
+    def wall_record(self) -> dict[str, Any]:
+        """Every invocation's start, seconds and the load average it started under (another job on the box
+        slows every stage: a time measured beside one says so)."""
+        return {"wall_total_s": round(self.wall_total(), 1), "invocations": [*self.invocations, self.invocation]}
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -147,7 +161,8 @@ class DemoPipeline:
         records = [r for name in names for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
         summary = build_summary(records, self.settings, self.timings, time.perf_counter() - start, self.device,
                                 ran=self.ran)
-        summary["run"].update(jobs=self.jobs, threads_per_job=self.threads, wall_total_s=round(self.wall_total(), 1))
+        self.add_timings({}, [])  # the invocation's seconds into wall.json, even when no stage was left to run
+        summary["run"].update(jobs=self.jobs, threads_per_job=self.threads, **self.wall_record())
         summary.update(tuning=choices, data=_read_json(self.data / "complete.json"))
         write_outputs(summary, self.out)
         return summary
@@ -346,6 +361,14 @@ OWN_RECIPES: dict[str, OwnRecipe] = {
     "bridge": OwnRecipe(),
     "bridge2": OwnRecipe("demo_bridge2.py", term="feat", budget=False),
 }
+
+
+def _load_average() -> float | None:
+    """The 1-minute load average (None where the platform has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
 
 
 def _suffix(regime: str) -> str:

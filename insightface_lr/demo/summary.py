@@ -321,8 +321,20 @@ def report_markdown(summary: dict[str, Any], plots: list[str]) -> str:
               f"(GPU: {hw['gpu'] or 'none'})",
               f"- stage time (summed over stages and runs, kept across resumes): {run['total_stage_seconds']:.0f} s "
               f"({totals})",
-              f"- wall time of the last invocation: {run['wall_time_s']:.0f} s", f"- claims checked on {first}", ""]
+              f"- wall time of the last invocation: {run['wall_time_s']:.0f} s", *_wall_lines(run),
+              f"- claims checked on {first}", ""]
     return "\n".join(parts)
+
+
+def _wall_lines(run: dict[str, Any]) -> list[str]:
+    """The whole run's wall time over its invocations (a run resumed across sessions), with the load average
+    each started under."""
+    invocations = run.get("invocations") or []
+    if not invocations:
+        return []
+    loads = ", ".join(f"{i['seconds']:.0f} s (load {i['load_average_at_start']})" for i in invocations)
+    return [f"- wall time of the whole run: {run['wall_total_s']:.0f} s ({run['wall_total_s'] / 3600:.2f} h) over "
+            f"{len(invocations)} invocation(s): {loads}"]
 
 
 def write_outputs(summary: dict[str, Any], out: str | Path) -> dict[str, Path]:

@@ -112,3 +112,14 @@ def test_every_size_facebn_row_for_aird_only(grid_run) -> None:
     assert modes("none") == modes("kd") == {"off"} and modes("aird") == {"off", settings.facebn_mode}
     assert {(r["bin"], r["size"]) for r in reported} == {("test", 112), ("test", 16)}
     assert all(len(r["pair_correct"]) == 6 for r in reported)  # 20 pairs: 3 bytes of bits, in hex
+
+
+def test_wall_time_adds_up_over_invocations(pretrained_run) -> None:
+    """A run resumed across sessions reports its whole wall time: every invocation's seconds, summed."""
+    out, settings, first, _ = pretrained_run
+    again = DemoPipeline(out, settings, device="cpu", progress=False).run()  # nothing left to do: a resume
+    invocations = again["run"]["invocations"]
+    assert len(invocations) == 2 and invocations[0] == first["run"]["invocations"][0]
+    assert again["run"]["wall_total_s"] == pytest.approx(sum(i["seconds"] for i in invocations), abs=0.2)
+    recorded = json.loads((out / "wall.json").read_text())
+    assert recorded["invocations"] == invocations and all("load_average_at_start" in i for i in invocations)
