@@ -171,6 +171,10 @@ def test_cli_methods_flag_chooses_and_extends_methods(tmp_path):
     args = parser.parse_args(["--quick", "--methods", "none,aird", "--out", str(tmp_path / "o")])
     settings = make_settings(demo_command._preset(args), **demo_command._real_fields(args))
     assert settings.methods == ("none", "aird")
+    assert (settings.facebn_extra, settings.facebn_sizes) == ((), (16,))  # the main job: what its tables show
+    full = parser.parse_args(["--quick", "--full-sweep"])
+    full_settings = make_settings(demo_command._preset(full), **demo_command._real_fields(full))
+    assert (full_settings.facebn_extra, full_settings.facebn_sizes) == (("batch",), ())
     recorded = make_settings("tiny", methods=("none", "aird"))
     assert extended(recorded, replace(recorded, methods=("none", "aird", "kd"))).methods == ("none", "aird", "kd")
     with pytest.raises(ConfigError, match="methods .*only additions"):
