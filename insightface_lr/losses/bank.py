@@ -48,10 +48,10 @@ def bank_relation_loss(f_s: Tensor, f_t: Tensor, memory: Tensor, tau: float = 0.
 @dataclass(frozen=True)
 class BankConfig:
     memory: int = 4096  # K: teacher rows in the memory (the whole training set when it holds fewer faces)
-    # relation temperature. The memory holds (almost) no positive for face i, only other identities, whose
-    # cosines to a trained teacher's embedding spread over ~0.3: at 0.1 (AIRD's tau_r, whose batch relation keeps
-    # the (i,i) positive) those profiles span ~3 logits over 4096 entries, flat, with a small KL; 0.05 spans ~6
-    # and weights the nearest identities most, close to CompRess's 0.04 over a memory of negatives
+    # relation temperature. The memory holds (almost) no positive for face i, only other identities, whose cosines
+    # to a trained teacher's embedding spread over ~0.3 (an estimate): at 0.1 (AIRD's tau_r, whose batch relation
+    # keeps the (i,i) positive) a row spans ~3 logits over 4096 entries, flat, with a small KL; 0.05 spans ~6 and
+    # weights the nearest identities most, close to CompRess's 0.04 over a memory of negatives
     tau: float = 0.05
     lambda_f: float = 1.0  # instance part 1 - cos(A s_i, t_i); 0 drops it
     beta: float = 1.0  # weight of the relation over the memory
