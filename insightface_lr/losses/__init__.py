@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import aird, baselines, bridge, ccface, distiller, margin, partial_fc  # noqa: F401  (registration)
+from . import aird, bank, baselines, bridge, ccface, distiller, margin, partial_fc  # noqa: F401  (registration)
 from .distiller import DistillDims, Distiller, DistillInputs, build_distiller
 
 __all__ = ["DistillDims", "DistillInputs", "Distiller", "build_distiller"]

@@ -39,6 +39,9 @@ class DistillInputs:
     # included), so batch relations span the global batch as in one process; None = the local batch
     teacher_bank: Tensor | None = None  # [N, Dt]
     labels_bank: Tensor | None = None  # [N]
+    # filled only when a term sets ``uses_teacher_memory`` = K > 0: K cached teacher embeddings of random training
+    # faces (random mirror), drawn anew each step from (seed, epoch, step, rank); rows in random order
+    teacher_memory: Tensor | None = None  # [K, Dt]
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class DistillTerm(nn.Module):
     uses_student_logits: ClassVar[bool] = False
     #: the term reads ``inputs.student_hr`` (costs a second student forward, so only when a term asks)
     uses_student_hr: ClassVar[bool] = False
+    #: rows K of ``inputs.teacher_memory`` the term reads (0: none; the step draws them from the teacher cache)
+    uses_teacher_memory: ClassVar[int] = 0
 
     def __init__(self, dims: DistillDims, **fields: Any) -> None:
         super().__init__()
@@ -174,6 +179,12 @@ class Distiller(nn.Module):
     def uses_student_hr(self) -> bool:
         """Some term reads ``student_hr`` ``[B, Ds]`` (a second student forward on the HR view)."""
         return self._any_term("uses_student_hr")
+
+    @property
+    def uses_teacher_memory(self) -> int:
+        """Rows K of ``teacher_memory`` ``[K, Dt]`` to draw: the most any term asks for (0: none); a term that asks
+        for fewer reads a prefix (the rows are in random order)."""
+        return max((int(getattr(t, "uses_teacher_memory", 0)) for t in self.terms.values()), default=0)
 
     def _any_term(self, flag: str) -> bool:
         """A term without the flag (a plugin's plain ``nn.Module``) does not ask for that input."""

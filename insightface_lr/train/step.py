@@ -12,7 +12,10 @@ attributes on the term, aggregated by the :class:`~insightface_lr.losses.distill
   (all-gathered across the PartialFC shards under model parallelism);
 - ``uses_student_hr``: the student's embedding of the HR view, resized to the student's input size as
   evaluation shows it an HR face (a second student forward);
-- ``uses_teacher_bank``: under DDP, the teacher rows and labels of the global batch.
+- ``uses_teacher_bank``: under DDP, the teacher rows and labels of the global batch;
+- ``uses_teacher_memory`` (K > 0): K cached teacher embeddings of random training faces, drawn per step from
+  (seed, epoch, step, rank) (:meth:`~insightface_lr.train.teacher_outputs.TeacherOutputs.memory`), so a
+  resumed run draws the same memory; each DDP rank draws its own rows.
 
 A run whose terms ask for none of them computes exactly what it computed before these inputs existed.
 """
@@ -57,7 +60,8 @@ class DistillStep:
         total, named = margin_loss * self.margin_weight, {"margin": margin_loss.detach()}
         teacher = self.teacher.embeddings(views.hr, indices, views.flipped) if len(self.distiller.terms) else None
         if teacher is not None:
-            distill_total, distill_parts = self.distiller(self.inputs(views, embedding, teacher, labels))
+            inputs = self.inputs(views, embedding, teacher, labels, (epoch, step))
+            distill_total, distill_parts = self.distiller(inputs)
             total = total + distill_total
             named.update(distill_parts)
         named["loss"] = total
@@ -71,8 +75,9 @@ class DistillStep:
                 x = x.contiguous(memory_format=torch.channels_last)
             return model(x).float()
 
-    def inputs(self, views: BatchViews, embedding: Tensor, teacher: Tensor, labels: Tensor) -> DistillInputs:
-        """The terms' inputs; the optional ones only when a selected term uses them."""
+    def inputs(self, views: BatchViews, embedding: Tensor, teacher: Tensor, labels: Tensor,
+               when: tuple[int, int]) -> DistillInputs:
+        """The terms' inputs; the optional ones only when a selected term uses them. ``when``: (epoch, step)."""
         inputs = DistillInputs(student=embedding, teacher=teacher, labels=labels,
                                teacher_centres=self.teacher.centres)
         if self.distiller.uses_student_logits:
@@ -83,6 +88,9 @@ class DistillStep:
             sizes = [labels.numel()] * self.ctx.world_size  # the sampler gives every rank a full batch
             inputs.teacher_bank = gather_rows(teacher.detach(), sizes)
             inputs.labels_bank = gather_rows(labels, sizes)
+        if self.distiller.uses_teacher_memory:  # K random cached teacher rows, a function of (seed, epoch, step, rank)
+            inputs.teacher_memory = self.teacher.memory(self.distiller.uses_teacher_memory, self.seed, *when,
+                                                        self.ctx.rank, teacher.device)
         return inputs
 
     def student_view(self, hr_pixels: Tensor) -> Tensor:

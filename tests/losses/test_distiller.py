@@ -21,6 +21,7 @@ def random_inputs(batch: int = 8, seed: int = 0, dims: DistillDims = DIMS) -> Di
         teacher=torch.randn(batch, dims.teacher_dim, generator=gen),
         labels=torch.randint(0, dims.num_classes, (batch,), generator=gen),
         teacher_centres=torch.randn(dims.num_classes, dims.teacher_dim, generator=gen),
+        teacher_memory=torch.randn(3 * batch, dims.teacher_dim, generator=gen),  # what the step fills for `bank`
     )
 
 

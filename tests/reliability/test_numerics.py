@@ -156,7 +156,7 @@ def test_facebn_online_single_value_per_channel_keeps_variance() -> None:
 
 # ----- distillation terms on degenerate embeddings --------------------------------------------------------
 B, D, C = 4, 8, 5
-ZERO_AT_IDENTITY = {"aird", "feat", "kd", "rkd", "bridge"}  # terms that measure student-teacher disagreement
+ZERO_AT_IDENTITY = {"aird", "bank", "feat", "kd", "rkd", "bridge"}  # terms that measure student-teacher disagreement
 
 
 def _degenerate_cases() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -186,7 +186,7 @@ def test_distill_terms_on_degenerate_embeddings(term: str, case: str) -> None:
     distiller = build_distiller(term, DistillDims(D, D, C))
     student = student.clone().requires_grad_(True)
     inputs = DistillInputs(student=student, teacher=teacher, labels=torch.tensor([0, 1, 2, 0]),
-                           teacher_centres=centres, student_hr=student)
+                           teacher_centres=centres, student_hr=student, teacher_memory=teacher)
     total, parts = distiller(inputs)
     total.backward()
     assert torch.isfinite(total), (total, parts)
@@ -223,7 +223,8 @@ def test_cuda_autocast_fp16_edges() -> None:
             distiller = build_distiller(term, DistillDims(D, D, C)).to(device)
             s = student.to(device).half().requires_grad_(True)
             inputs = DistillInputs(student=s, teacher=teacher.to(device).half(), labels=torch.tensor(
-                [0, 1, 2, 0], device=device), teacher_centres=torch.eye(C, D, device=device), student_hr=s)
+                [0, 1, 2, 0], device=device), teacher_centres=torch.eye(C, D, device=device), student_hr=s,
+                teacher_memory=teacher.to(device).half())
             with torch.autocast("cuda", dtype=torch.float16):
                 total, _ = distiller(inputs)
             total.backward()

@@ -15,6 +15,7 @@ from helpers_train import run_cli, tiny_args
 from torch import nn
 
 from insightface_lr.data.degrade import DegradeConfig, degrade_to_size
+from insightface_lr.errors import ConfigError
 from insightface_lr.losses.baselines import HintonKDLoss
 from insightface_lr.losses.distiller import DistillDims, Distiller, DistillInputs, DistillTerm
 from insightface_lr.losses.margin import build_head_from_margin_list
@@ -133,7 +134,7 @@ def test_optional_inputs_are_not_computed_unless_a_term_asks() -> None:
     step, student, _ = make_step(term)
     out = step(*batch(), epoch=0, step=0)
     assert student.calls == 1  # no second forward on the HR view
-    assert term.seen.student_logits is None and term.seen.student_hr is None
+    assert term.seen.student_logits is None and term.seen.student_hr is None and term.seen.teacher_memory is None
     assert set(out) == {"margin", "rec/loss", "loss"} and out["loss"].requires_grad
 
 
@@ -193,3 +194,82 @@ def test_kd_on_the_students_own_logits_trains_through_the_trainer(tiny_data, plu
     assert losses["student"] != pytest.approx(losses["teacher"], rel=1e-6)
     assert make_step(HintonKDLoss(DistillDims(D, D, C), logits="student"))[0].distiller.uses_student_logits
     assert not make_step(HintonKDLoss(DistillDims(D, D, C)))[0].distiller.uses_student_logits
+
+
+# --- the teacher memory (``uses_teacher_memory``): K cache rows per step, only for a term that asks ------------
+N = 12  # faces in the fake training set of the cache below
+
+
+def cached_outputs(tmp_path) -> TeacherOutputs:
+    """A real cache folder ``[N, 2, D]`` whose row (i, flip) holds the values 100 i + 10 flip + d: a memory row
+    says which face and mirror it is."""
+    import numpy as np
+
+    from insightface_lr.train.teacher_cache import TeacherCache
+
+    values = np.arange(N)[:, None, None] * 100.0 + np.arange(2)[None, :, None] * 10 + np.arange(D)[None, None, :]
+    np.save(tmp_path / "embeddings.npy", values.astype(np.float32))
+    (tmp_path / "meta.json").write_text(json.dumps({"num_images": N, "dtype": "float32"}))
+    return TeacherOutputs(FixedTeacher(), TeacherCache(tmp_path))
+
+
+def memory_rows(memory: torch.Tensor) -> list[tuple[int, int]]:
+    """Decode (face, flip) from each memory row of :func:`cached_outputs`, checking the row is a whole cache row."""
+    face, flip = (memory[:, 0] // 100).long(), ((memory[:, 0] % 100) // 10).long()
+    expected = face[:, None] * 100.0 + flip[:, None] * 10 + torch.arange(D)
+    torch.testing.assert_close(memory, expected)
+    return list(zip(face.tolist(), flip.tolist(), strict=True))
+
+
+def memory_step(tmp_path, k: int) -> tuple[DistillStep, Recorder]:
+    term = Recorder()
+    term.uses_teacher_memory = k
+    step, _, _ = make_step(term)
+    step.teacher = cached_outputs(tmp_path)
+    return step, term
+
+
+def test_teacher_memory_is_k_distinct_cache_rows_only_for_a_term_that_asks(tmp_path) -> None:
+    step, term = memory_step(tmp_path, 5)
+    assert step.distiller.uses_teacher_memory == 5
+    step(*batch(), epoch=0, step=0)
+    rows = memory_rows(term.seen.teacher_memory)
+    assert len(rows) == 5 and len({face for face, _ in rows}) == 5 and all(0 <= f < N for f, _ in rows)
+    assert term.seen.teacher_memory.dtype == torch.float32 and not term.seen.teacher_memory.requires_grad
+    plain, _ = memory_step(tmp_path, 0)
+    plain(*batch(), epoch=0, step=0)
+    assert plain.distiller.terms["rec"].seen.teacher_memory is None
+
+
+def test_teacher_memory_is_a_function_of_seed_epoch_step_and_rank(tmp_path) -> None:
+    step, term = memory_step(tmp_path, 6)
+
+    def draw(epoch: int, at: int) -> list[tuple[int, int]]:
+        step(*batch(), epoch=epoch, step=at)
+        return memory_rows(term.seen.teacher_memory)
+
+    first = draw(0, 3)
+    assert draw(0, 0) != first and draw(1, 3) != first  # every step and epoch draws anew
+    assert draw(0, 3) == first  # ... and the same (epoch, step) again draws the same rows: exact resume
+    fresh, fresh_term = memory_step(tmp_path, 6)  # a new process state: nothing is carried between steps
+    torch.manual_seed(123)  # nor read from the global RNG
+    fresh(*batch(), epoch=0, step=3)
+    assert memory_rows(fresh_term.seen.teacher_memory) == first
+    step.seed = 2
+    assert draw(0, 3) != first
+    step.seed, step.ctx = 1, DistContext(rank=1, world_size=1)  # another rank's rows (DDP: each draws its own)
+    assert draw(0, 3) != first
+
+
+def test_teacher_memory_wider_than_the_set_is_the_whole_set(tmp_path) -> None:
+    step, term = memory_step(tmp_path, 50)
+    step(*batch(), epoch=0, step=0)
+    assert sorted(face for face, _ in memory_rows(term.seen.teacher_memory)) == list(range(N))
+
+
+def test_teacher_memory_without_a_cache_names_the_field() -> None:
+    term = Recorder()
+    term.uses_teacher_memory = 4
+    step, _, _ = make_step(term)  # the live teacher, no cache
+    with pytest.raises(ConfigError, match="field `teacher_cache`"):
+        step(*batch(), epoch=0, step=0)
