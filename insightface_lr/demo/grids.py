@@ -26,6 +26,7 @@ GRIDS: dict[str, dict[str, tuple[Candidate, ...]]] = {
         "ccface": (*_WEIGHTS, {"weight": 4.0, "lambda_acr": 4.0}),
         "aird": ({"weight": 1.0}, {"weight": 4.0}, {"weight": 4.0, "lambda_p": 0.01},
                  {"weight": 4.0, "lambda_p": 0.0, "beta": 2.0}),
+        "bank": (*_WEIGHTS, {"weight": 4.0, "lambda_f": 0.0}),  # the relation over the memory alone
         "bridge": (*_WEIGHTS, {"weight": 64.0}),
         "bridge2": (*_WEIGHTS, {"weight": 4.0, "metric": "mse"}),  # its feat term toward the bridge's LR view
     },

@@ -36,6 +36,6 @@ config.loss = {
     "feat": {"alpha": 1.0, "metric": "cosine"},
     "rkd": {"distance_weight": 1.0, "angle_weight": 2.0},
     "aird": {"alpha": 1.0, "beta": 1.0, "lambda_f": 1.0, "lambda_p": 1.0, "tau": 4.0, "tau_r": 0.1, "balance": True},
-    "bank": {"memory": 4096, "tau": 0.05, "lambda_f": 1.0, "beta": 1.0, "balance": False},
+    "bank": {"memory": 4096, "tau": 0.05, "lambda_f": 1.0, "beta": 1.0, "balance": True},
     "ccface": {"s": 64.0, "m": 0.5, "lambda_acr": 1.0},
 }
