@@ -143,3 +143,17 @@ def test_allocator_script(tmp_path, one_thread) -> None:
     default, tuned = data["summary"]
     assert default["seconds"] == data["runs"][0]["seconds"] and tuned["seconds"] == data["runs"][1]["seconds"]
     assert default["ratio_default_to_tuned"] == pytest.approx(default["seconds"] / tuned["seconds"])
+
+
+def test_bridge_speed_script(tmp_path, one_thread, capsys) -> None:
+    from benchmarks import bridge_speed
+
+    out = tmp_path / "bridge_speed.json"
+    assert bridge_speed.main([*one_thread, "--reference", "mbf@32", "--out", str(out)]) == 0
+    data = _load(out)
+    assert data["params"]["student"] < 0.25e6 < data["params"]["reference"]
+    for row in data["rows"]:
+        assert _positive(row["student_faces_per_s"]) and _positive(row["reference_faces_per_s"])
+        ratios = [s / r for s, r in zip(row["student_samples"], row["reference_samples"], strict=True)]
+        assert min(ratios) <= row["ratio"] <= max(ratios)  # the median of the same rounds' ratios
+    assert "ratio" in capsys.readouterr().out

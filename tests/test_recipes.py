@@ -100,3 +100,11 @@ def test_ms1mv3_recipes_chain_teacher_student_eval_export(tmp_path, monkeypatch,
 def test_recipes_chain_with_their_own_networks(folder: str, tmp_path, monkeypatch) -> None:
     """The same chain with the recipes' networks as written (r50 teacher, mbf student): minutes on a CPU."""
     _run_chain(folder, tmp_path, monkeypatch, [], [])
+
+
+def test_pretrained_bridge_step2_reads_what_finetune_lr_writes() -> None:
+    """The pretrained pair: step 2's teacher is step 1's student (the LR fine-tune), seen at the LR view."""
+    root = Path(__file__).parents[1] / "recipes" / "pretrained"
+    step1, step2 = load_config(root / "finetune_lr.py"), load_config(root / "bridge_step2.py")
+    assert step2.teacher == f"{step1.output}/student.pt" and step2.rec == step1.rec
+    assert step2.teacher_view == "lr" and step2.lr_sizes == (step2.student_input_size,)

@@ -31,6 +31,7 @@ from .parts import (
 from .step import DistillStep
 from .student_init import StudentInit, load_student_init
 from .teacher_outputs import prepare_teacher_outputs
+from .teacher_view import build_teacher_view
 
 
 @dataclass
@@ -61,11 +62,14 @@ def build_run(cfg: TrainConfig, ctx: DistContext, device: torch.device, progress
     if head_centres and teacher is None:
         raise ConfigError("field `head_init`: teacher_centres needs field `teacher` (the centres are its embeddings)")
     distiller = build_run_distiller(cfg, teacher, num_classes).to(device)
-    outputs = prepare_teacher_outputs(cfg, ctx, dataset, num_classes, teacher, distiller, progress, head_centres)
+    degrade = build_degrade(cfg)
+    view = build_teacher_view(cfg.teacher_view, degrade)
+    outputs = prepare_teacher_outputs(cfg, ctx, dataset, num_classes, teacher, distiller, progress, head_centres,
+                                      view)
     if head_centres:
         init_head_from_centres(classifier, outputs.centres)
     step = DistillStep(wrap_student(student, ctx, cfg.channels_last), student, classifier, distiller, outputs,
-                       build_degrade(cfg), ctx,
+                       degrade, ctx,
                        cfg.seed, cfg.margin_weight, amp=device.type == "cuda" and cfg.fp16,
                        channels_last=cfg.channels_last)
     return RunParts(IndexedDataset(dataset), num_classes, student, classifier, distiller, step, cfg, start)

@@ -90,6 +90,9 @@ class TrainConfig:
     teacher_cache: bool = True
     teacher_cache_dir: str | None = None       # shared cache folder (None: $XDG_CACHE_HOME/insightface_lr/...)
     teacher_cache_dtype: str = "float16"       # storage of the cached embeddings: "float16" or "float32"
+    # what the frozen teacher embeds: "hr" (the HR face) or "lr" (the student's LR view, fixed per face and
+    # enlarged to the teacher's input: a bridge that reads LR faces; train/teacher_view.py)
+    teacher_view: str = "hr"
     checkpoint_every: int = 0                  # steps between checkpoints (0: end of each epoch only)
     max_steps: int = 0                         # stop after this many steps (0: num_epoch epochs)
     overwrite: bool = False                    # replace the run already in `output` (else refused)
@@ -144,6 +147,8 @@ def _check_values(cfg: TrainConfig) -> None:
     if cfg.teacher_cache_dtype not in ("float16", "float32"):
         raise ConfigError(f"field `teacher_cache_dtype`: expected 'float16' or 'float32', "
                           f"got {cfg.teacher_cache_dtype!r}")
+    if cfg.teacher_view not in ("hr", "lr"):
+        raise ConfigError(f"field `teacher_view`: expected 'hr' or 'lr', got {cfg.teacher_view!r}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", cfg.device):
         raise ConfigError(f"field `device`: expected 'auto', 'cpu', 'cuda' or 'cuda:N', got {cfg.device!r}")
 

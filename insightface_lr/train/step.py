@@ -54,11 +54,12 @@ class DistillStep:
     def __call__(self, images: Tensor, labels: Tensor, indices: Tensor, epoch: int, step: int) -> dict[str, Tensor]:
         device = self.ctx.device
         images, labels = images.to(device, non_blocking=True), labels.to(device).long()
-        views = make_views(images, indices, self.degrade, self.seed, epoch, step, self.ctx.rank)
+        views = make_views(images, indices, self.degrade, self.seed, epoch, step, self.ctx.rank, self.teacher.view)
         embedding = self.embed(self.model, views.lr)
         margin_loss = self.classifier(embedding, labels)
         total, named = margin_loss * self.margin_weight, {"margin": margin_loss.detach()}
-        teacher = self.teacher.embeddings(views.hr, indices, views.flipped) if len(self.distiller.terms) else None
+        teacher = (self.teacher.embeddings(views.hr, indices, views.flipped, views.hr_pixels)
+                   if len(self.distiller.terms) else None)
         if teacher is not None:
             inputs = self.inputs(views, embedding, teacher, labels, (epoch, step))
             distill_total, distill_parts = self.distiller(inputs)

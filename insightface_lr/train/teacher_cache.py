@@ -9,12 +9,12 @@ Rounding to float16 changes each value by at most 2^-11 of itself, so the cosine
 exact embedding stays above 1 - 1e-6 (measured: ``benchmarks/teacher_cache.py`` and the tests); a run whose
 teacher emits values beyond float16's range (65504) is stored as float32 instead, never as ``inf``.
 
-One shared folder (``teacher_cache_dir``) holds one sub-folder per key: (teacher checksum, data fingerprint,
-input size, storage dtype), so runs of every method on the same teacher and data read the same cache, and
-caches of other teachers or data sit side by side (never deleted by another run). Builders of one key take
-a lock file (the second one waits, then reuses the cache), build in a hidden temporary folder and rename it
-into place when complete, so a kill mid-build leaves no cache that is read (the next builder removes the
-leftover and rebuilds).
+One shared folder (``teacher_cache_dir``) holds one sub-folder per key: (teacher checksum, data fingerprint, input
+size, storage dtype, and the teacher's view when it is not the HR face: :mod:`.teacher_view`), so runs of every
+method on the same teacher and data read the same cache, and caches of other teachers or data sit side by side
+(never deleted by another run). Builders of one key take a lock file (the second one waits, then reuses the
+cache), build in a hidden temporary folder and rename it into place when complete, so a kill mid-build leaves no
+cache that is read (the next builder removes the leftover and rebuilds).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from ..data.pixels import normalize_uint8
@@ -40,6 +41,7 @@ from ..file_lock import exclusive_lock
 CACHE_FORMAT = 1
 STORAGE_DTYPES = ("float16", "float32")
 FLOAT16_MAX = float(np.finfo(np.float16).max)
+PairViews = Callable[[Tensor, Tensor], Tensor]  # (uint8 faces [B,...], dataset indices [B]) -> inputs [2B,...]
 
 
 def default_cache_dir() -> Path:
@@ -61,10 +63,14 @@ def file_fingerprint(path: str | Path, sample_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def cache_key(teacher_checksum: str, data_checksum: str, input_size: int, dtype: str = "float16") -> str:
+def cache_key(teacher_checksum: str, data_checksum: str, input_size: int, dtype: str = "float16",
+              view: str = "") -> str:
+    """``view``: :meth:`~.teacher_view.TeacherView.key_text` ("" for the HR view: the key caches had before)."""
     text = f"v{CACHE_FORMAT}|{teacher_checksum}|{data_checksum}|{input_size}"
     if dtype != "float32":  # float32 keeps the key of the first (float32-only) caches: those are read as they are
         text += f"|{dtype}"
+    if view:
+        text += f"|{view}"
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -95,9 +101,11 @@ def open_or_build_cache(
     device: torch.device | str = "cpu",
     progress: bool = True,
     dtype: str = "float16",
+    views: PairViews | None = None,
 ) -> TeacherCache:
     """The cache for ``key`` under the shared folder ``root``; built (once, atomically, under a lock) if
-    missing. Other keys in ``root`` are left alone."""
+    missing. Other keys in ``root`` are left alone. ``views(images, indices) -> [2B, ...]``: the teacher's
+    inputs of a batch of uint8 faces, originals then mirrors (default: the normalised HR faces)."""
     root = Path(root)
     final = root / key
     if not _complete(final):
@@ -106,7 +114,8 @@ def open_or_build_cache(
         with exclusive_lock(root / f".{key}.lock", on_wait=lambda: _say(waiting)):
             if not _complete(final):  # a builder we waited for has made it: reuse
                 _remove_leftovers(root, key)
-                _build(root, key, dataset, teacher, (batch_size, num_workers, device, progress), dtype)
+                options = (batch_size, num_workers, device, progress, views or hr_pair)
+                _build(root, key, dataset, teacher, options, dtype)
     return TeacherCache(final)
 
 
@@ -148,21 +157,27 @@ class _Float16Overflow(Exception):
     pass
 
 
+def hr_pair(images: Tensor, indices: Tensor) -> Tensor:
+    """The HR view's two columns: the normalised faces, then their mirrors."""
+    x = normalize_uint8(images)
+    return torch.cat([x, x.flip(-1)])
+
+
 @torch.no_grad()
-def _compute(path: Path, dataset, teacher, batch_size, num_workers, device, progress, dtype: str) -> int:
+def _compute(path: Path, dataset, teacher, batch_size, num_workers, device, progress, views, dtype: str) -> int:
     from tqdm import tqdm
 
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     store, offset, bar = None, 0, None
     for images, _labels in loader:
-        x = normalize_uint8(images.to(device))
-        both = teacher(torch.cat([x, x.flip(-1)])).float().cpu().numpy()
+        indices = torch.arange(offset, offset + images.shape[0])  # unshuffled: batch rows are dataset rows
+        both = teacher(views(images, indices).to(device)).float().cpu().numpy()
         if dtype == "float16" and np.abs(both).max() > FLOAT16_MAX:
             raise _Float16Overflow
         if store is None:
             store = _open_store(path, (len(dataset), 2, both.shape[1]), dtype)
             bar = tqdm(total=len(loader), desc="teacher cache", disable=not progress, unit="batch")
-        n = x.shape[0]
+        n = images.shape[0]
         store[offset:offset + n, 0] = both[:n]
         store[offset:offset + n, 1] = both[n:]
         offset += n

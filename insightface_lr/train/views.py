@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..data.degrade import DegradeConfig, degrade
 from ..data.pixels import normalize_uint8
+from .teacher_view import TeacherView
 
 HR_SIZE = 112  # InsightFace's aligned crop
 
@@ -42,13 +43,18 @@ def degrade_generator(seed: int, step: int, rank: int) -> torch.Generator:
 
 def make_views(
     images: Tensor, indices: Tensor, degrade_config: DegradeConfig, seed: int, epoch: int, step: int,
-    rank: int,
+    rank: int, view: TeacherView | None = None,
 ) -> BatchViews:
-    """images: uint8 ``[B,3,H,W]`` RGB (any device); indices: ``[B]`` dataset indices."""
+    """images: uint8 ``[B,3,H,W]`` RGB (any device); indices: ``[B]`` dataset indices. With a ``view`` whose
+    LR is fixed per face (``teacher_view = "lr"``), the LR view is that face's own degradation (the pixels the
+    teacher cache embedded), not the batch's seeded draw."""
     flipped = flip_mask(indices.cpu(), seed, epoch).to(images.device)
     images = torch.where(flipped[:, None, None, None], images.flip(-1), images)
     if images.shape[-1] != HR_SIZE or images.shape[-2] != HR_SIZE:
         images = F.interpolate(images.float(), size=(HR_SIZE, HR_SIZE), mode="bilinear", antialias=True,
                                align_corners=False).round_().clamp_(0, 255).to(torch.uint8)  # stays uint8
-    lr = degrade(images, degrade_config, degrade_generator(seed, step, rank))
+    if view is not None and view.fixed_lr:
+        lr = view.student_pixels(images.cpu(), indices.cpu(), flipped.cpu()).to(images.device)
+    else:
+        lr = degrade(images, degrade_config, degrade_generator(seed, step, rank))
     return BatchViews(hr=normalize_uint8(images), lr=normalize_uint8(lr), flipped=flipped, hr_pixels=images)
