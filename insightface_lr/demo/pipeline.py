@@ -283,6 +283,11 @@ class DemoPipeline:
         fields: dict[str, Any] = {"seed": cell.seed, "teacher": str(self.teacher_of(cell))}
         if own is None or own.budget:  # a recipe of its own may set its own budget (a tiny student's epochs)
             fields.update({"num_epoch": epochs, "max_steps": 0} if epochs else {"max_steps": s.student_steps})
+        else:  # ... and batch size: its recipe's (a tiny student takes twice the demo's), at most twice the demo's
+            from ..train.config import read_config_file
+
+            written = read_config_file(self.recipes / own.recipe).get("batch_size", s.batch_size)
+            fields["batch_size"] = min(int(written), 2 * s.batch_size)
         if own is None or own.term is None:
             fields["distill"] = cell.method
         if self.fine_tunes(cell):  # the teacher's own network, input and embedding size (student_init)

@@ -216,12 +216,12 @@ REAL = DemoSettings(preset="real", teacher_epochs=15, bridge_epochs=5, student_e
 # sets only (val is for tuning), FaceBN off, and aird once more with FaceBN (the AIRD paper's second step, its own
 # row); tuning cells (demo/grids.py: four per distilling method, the term's weight and its own parts) train one
 # epoch; no budget curves; each repeated face of a set is embedded once. The one-step bridge student is left out
-# (its HR bridge network alone cost ~14 min): the two-step student of issue 32 is its row.
+# (its HR bridge network alone cost ~14 min): bridge2, the two-step student of issue 32, distils each seed's `none`.
 PRETRAINED = replace(REAL, preset="pretrained", student_init="teacher", student_epochs=2, regimes=("same",),
                      budget_epochs=(), aird_margin=1.0, student_facebn_extra=False, facebn_extra=(),
                      eval_sizes=EVAL_SIZES, student_eval_sizes=EVAL_SIZES, students_on_val=False,
                      tune_grid="pretrained", tune_epochs=1, student_facebn_methods=("aird",),
-                     methods=("none", "kd", "feat", "rkd", "aird", "ccface"))
+                     methods=("none", "kd", "feat", "rkd", "aird", "ccface", "bridge2"))
 PRESETS = {"full": FULL, "quick": QUICK, "tiny": TINY, "real": REAL, "pretrained": PRETRAINED}
 
 

@@ -275,7 +275,9 @@ def _data_text(summary: dict[str, Any]) -> str:
     if s.get("student_init") == "teacher":
         students = (f"fine-tunes of the teacher (a trainable copy: its network and input size; `none` is the plain "
                     f"low-resolution fine-tune) on faces shrunk to {'/'.join(map(str, s['finetune_lr_sizes']))} px "
-                    f"and enlarged back, {budget}; `bridge`: {students}")
+                    f"and enlarged back, {budget}; `bridge`: {students}; `bridge2`: the same tiny student at "
+                    f"native {s['headline_size']} px distilled from the `none` student of its seed seeing the same "
+                    f"LR face (the two-step bridge, its recipe's epochs)")
     return (f"{head}{sub} Teacher: {teacher}. Students: {students}, seeds {s['seeds']}. Verification accuracy "
             "(%), 10-fold; mean ± std over seeds (sample std).")
 

@@ -123,3 +123,20 @@ def test_wall_time_adds_up_over_invocations(pretrained_run) -> None:
     assert again["run"]["wall_total_s"] == pytest.approx(sum(i["seconds"] for i in invocations), abs=0.2)
     recorded = json.loads((out / "wall.json").read_text())
     assert recorded["invocations"] == invocations and all("load_average_at_start" in i for i in invocations)
+
+
+def test_bridge2_distils_the_none_student_of_its_seed(grid_run, tmp_path_factory) -> None:
+    """bridge2 (issue 32) extends a finished folder: its tuning candidates use the first seed's none fine-tune as
+    the bridge, each reported student its own seed's; a native 16-px bridge_student seeing the bridge's LR view."""
+    out, settings, _ = grid_run
+    more = replace(settings, methods=(*settings.methods, "bridge2"))
+    summary = DemoPipeline(out, more, device="cpu", progress=False, extend=True).run()
+    student, meta = load_student(out / "students" / "bridge2_16px_s0" / "student.pt")
+    assert type(student).__name__ == "BridgeStudent" and student.input_size == 16
+    config = json.loads((out / "students" / "bridge2_16px_s0" / "run.json").read_text())["config"]
+    assert config["teacher"] == str(out / "students" / "none_16px_s0" / "student.pt")
+    assert config["teacher_view"] == "lr" and config["distill"] == "feat"
+    tuned = json.loads((out / "tune" / "bridge2_16px_s100_c0" / "run.json").read_text())["config"]
+    assert tuned["teacher"] == config["teacher"] and tuned["num_epoch"] == config["num_epoch"]
+    assert "bridge2" in json.loads((out / "tune" / "choices.json").read_text())
+    assert any(c["left"] == "bridge2" for c in summary["comparisons"])
