@@ -193,11 +193,14 @@ class DemoPipeline:
     def run_task(self, name: str) -> None:
         """Train student ``name`` (unless it is the teacher) and evaluate it; each part is skipped when done."""
         path = self.teacher
+        target = self.out / "eval" / f"{name}.json"
         if name != "teacher":
             cell = parse_cell(name)
             path = self.out / ("tune" if cell.is_tuning else "students") / cell.name / "student.pt"
-            self._stage(f"student {cell.name}", path.is_file(), lambda: self.train_student(cell, path.parent))
-        target = self.out / "eval" / f"{name}.json"
+            # an evaluated student is finished even without its weights (a folder restored from its records);
+            # a bridge that another task needs is always kept
+            done = path.is_file() or (target.is_file() and not self._needed_by_others(cell.name))
+            self._stage(f"student {cell.name}", done, lambda: self.train_student(cell, path.parent))
         self._stage(f"eval {name}", target.is_file(), lambda: self.evaluate(name, path, target))
 
     def fine_tunes(self, cell: StudentCell) -> bool:
@@ -223,6 +226,9 @@ class DemoPipeline:
             return None
         cell = parse_cell(name)
         return StudentCell("none", self.settings.headline_size, self.bridge2_seed(cell), cell.regime).name
+
+    def _needed_by_others(self, name: str) -> bool:
+        return "bridge2" in self.settings.methods and parse_cell(name).method == "none"
 
     def bridge2_seed(self, cell: StudentCell) -> int:
         """The seed of bridge2's bridge: the student's own seed; tuning candidates (which see val.bin only) share

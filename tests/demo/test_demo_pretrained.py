@@ -140,3 +140,21 @@ def test_bridge2_distils_the_none_student_of_its_seed(grid_run, tmp_path_factory
     assert tuned["teacher"] == config["teacher"] and tuned["num_epoch"] == config["num_epoch"]
     assert "bridge2" in json.loads((out / "tune" / "choices.json").read_text())
     assert any(c["left"] == "bridge2" for c in summary["comparisons"])
+
+
+def test_a_folder_restored_from_its_records_is_not_retrained(grid_run) -> None:
+    """An evaluated student needs no weights to finish the report (a folder restored from eval/*.json in another
+    session); a none student that bridge2 distils from is retrained if its weights are gone."""
+    from insightface_lr.demo.settings import DemoSettings
+
+    out, _, _ = grid_run
+    recorded = DemoSettings.from_dict(json.loads((out / "settings.json").read_text()))
+    for name in ("tune/kd_16px_s100_c0", "students/kd_16px_s0"):
+        (out / name / "student.pt").unlink()
+    pipeline = DemoPipeline(out, recorded, device="cpu", progress=False)
+    pipeline.run()
+    assert pipeline.ran == []
+    (out / "students" / "none_16px_s0" / "student.pt").unlink()
+    again = DemoPipeline(out, recorded, device="cpu", progress=False)
+    again.run()
+    assert again.ran == ["student none_16px_s0"]
