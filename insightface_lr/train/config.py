@@ -72,6 +72,7 @@ class TrainConfig:
     teacher: str | None = None                 # backbone.pth / checkpoint / .onnx of the HR teacher
     teacher_network: str | None = None         # None: inferred from the checkpoint keys
     student_input_size: int = 112              # native input of the student (16 for a 16-px student)
+    network_options: Mapping[str, Any] = field(default_factory=dict)  # more factory options, e.g. bridge_student widths
     # "" (a new network), "teacher" (a trainable copy of the teacher: its network, input and embedding size) or
     # a weights path (any model load_teacher reads); see train/student_init.py
     student_init: str = ""

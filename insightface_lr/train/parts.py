@@ -99,7 +99,13 @@ def check_num_classes(num_classes: int, num_images: int, source: str, cfg: Train
 
 def build_student(cfg: TrainConfig) -> nn.Module:
     import_plugins(cfg.plugins)
-    return get_backbone(cfg.network, embedding_size=cfg.embedding_size, input_size=cfg.student_input_size)
+    try:
+        return get_backbone(cfg.network, embedding_size=cfg.embedding_size, input_size=cfg.student_input_size,
+                            **dict(cfg.network_options))
+    except ConfigError as exc:  # an option the network's factory does not take: name the field that set it
+        if not cfg.network_options:
+            raise
+        raise ConfigError(f"field `network_options` {dict(cfg.network_options)}: {exc}") from None
 
 
 def build_classifier(cfg: TrainConfig, num_classes: int, ctx: DistContext) -> ShardedMarginClassifier:

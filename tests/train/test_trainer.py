@@ -197,3 +197,24 @@ def test_nan_guard_stops_with_step_and_loss_parts(tiny_data, plugin_dir, tmp_pat
 def test_missing_rec_is_a_clear_error(plugin_dir, tmp_path) -> None:
     result = run_cli(tiny_args(tmp_path / "nowhere", tmp_path / "out", "--max-steps", "1"), plugin_dir)
     assert result.returncode == 2 and "field `rec`" in result.stderr and "does not exist" in result.stderr
+
+
+def test_lr_view_run_keeps_its_own_cache_and_network_options(tiny_data, plugin_dir, tiny_teacher, tmp_path) -> None:
+    """teacher_view=lr builds a cache beside the HR one (not over it) and trains; network_options shape the
+    student that student.pt records."""
+    shared = tmp_path / "shared_cache"
+    common = ("--distill", "feat", "--teacher", str(tiny_teacher), "--max-steps", "2",
+              "--set", f"teacher_cache_dir={shared}")
+    hr = run_cli(tiny_args(tiny_data, tmp_path / "hr", *common), plugin_dir)
+    assert hr.returncode == 0, hr.stderr
+    options = "network_options={'widths': [8, 8, 16, 16], 'blocks': [0, 1, 0]}"
+    args = tiny_args(tiny_data, tmp_path / "lr", *common, "--set", "teacher_view=lr", "--set", options)
+    args[args.index("tiny_mlp_test")] = "bridge_student"
+    lr = run_cli(args, plugin_dir)
+    assert lr.returncode == 0, lr.stderr
+    assert len(_cache_folders(shared)) == 2 and curve(tmp_path / "lr")[0]["feat/loss"] > 0
+    saved = torch.load(tmp_path / "lr" / "student.pt", weights_only=True)
+    assert saved["kwargs"]["widths"] == [8, 8, 16, 16] and saved["kwargs"]["blocks"] == [0, 1, 0]
+    args[args.index(options)] = "network_options={'depth': 3}"
+    bad = run_cli(args + ["--overwrite"], plugin_dir)
+    assert bad.returncode == 2 and "field `network_options`" in bad.stderr and "Traceback" not in bad.stderr
