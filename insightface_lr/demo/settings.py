@@ -1,11 +1,12 @@
 """What the demo runs: data size, training budgets and which (method, LR size, seed) cells are trained.
 
-Every model (the teacher and every student of every seed) gets the whole sweep: both sets, every probe size,
-FaceBN off and on, so every table reports mean ± std over seeds. Measured on the idle 2-core AMD EPYC
-development box with the defaults (2 jobs x 1 torch thread): the full preset 7 min 38 s wall (teacher 79 s,
-bridge network 29 s, 28 students ~10 s each, 29 evaluations ~10-15 s each, the teacher's ~80 s), ``--quick``
-2 min. Every number is a field, so a user with more time (or a GPU) scales the demo up (more seeds,
-``lr_sizes``, steps) without touching the code.
+Every model (the teacher and every student of every seed) is evaluated on both sets at every probe size with
+FaceBN off, and with the headline FaceBN mode where the tables and plots show it (the main job: the headline size
+only, ``facebn_sizes``; ``demo --full-sweep``: every mode, the batch one too, at every size), so every table
+reports mean ± std over seeds. The main job's measured time is the README's (rendered from
+docs/demo/summary.json, CPU model included); the cost is the evaluation's volume (faces x sizes x FaceBN modes x
+2 flips, each repeated face once) and the students' steps, not a per-call overhead. Every number is a field, so a
+user with more time (or a GPU) scales the demo up (more seeds, ``lr_sizes``, steps) without touching the code.
 """
 
 from __future__ import annotations
