@@ -1,9 +1,9 @@
 """The tuning grids of the demo: for each distilling method, the candidates it is tuned over on val.bin.
 
-A candidate is the term's ``weight`` in the sum (the margin loss keeps weight 1) and any of the term's own fields
-(``distill_config`` of its recipe) that differ from the recipe's. Every method of a grid gets the same number of
-candidates, so no method is tuned harder than another; ``none`` has no term, nothing to tune. Adding a method to a
-grid is one entry here.
+A candidate is the term's ``weight`` in the sum, any of the term's own fields (``distill_config`` of its recipe)
+that differ from the recipe's, and ``margin_weight`` (a trainer field) where the margin loss beside the term is
+the choice. Every method of a grid gets the same number of candidates, so no method is tuned harder than another;
+``none`` has no term, nothing to tune. Adding a method to a grid is one entry here.
 
 ``pretrained`` (issue 30): from a pretrained start the normalised terms (every term starts at its weight, beside a
 margin loss of ~33) are searched over the weights 1/4/16 and one field of each term's own; AIRD gets its parts:
@@ -28,7 +28,10 @@ GRIDS: dict[str, dict[str, tuple[Candidate, ...]]] = {
                  {"weight": 4.0, "lambda_p": 0.0, "beta": 2.0}),
         "bank": (*_WEIGHTS, {"weight": 4.0, "lambda_f": 0.0}),  # the relation over the memory alone
         "bridge": (*_WEIGHTS, {"weight": 64.0}),
-        "bridge2": (*_WEIGHTS, {"weight": 4.0, "metric": "mse"}),  # its feat term toward the bridge's LR view
+        # its feat term toward the bridge's LR view, with no margin loss (the recipe); AdamW is blind to the weight of
+        # a lone term, so its candidates move what matters: the margin loss beside it and the metric
+        "bridge2": ({"weight": 1.0}, {"weight": 1.0, "margin_weight": 1.0}, {"weight": 4.0, "margin_weight": 1.0},
+                    {"weight": 1.0, "metric": "mse"}),
     },
 }
 

@@ -314,7 +314,8 @@ class DemoPipeline:
         from ..train.config import read_config_file
 
         fields: dict[str, Any] = {"distill_weights": {method: candidate["weight"]}}
-        own = {k: v for k, v in candidate.items() if k != "weight"}
+        fields.update({k: candidate[k] for k in TRAINER_FIELDS if k in candidate})
+        own = {k: v for k, v in candidate.items() if k != "weight" and k not in TRAINER_FIELDS}
         if own:
             written = read_config_file(self.recipes / recipe)
             key = "loss" if "loss" in written else "distill_config"
@@ -352,6 +353,9 @@ class DemoPipeline:
         for record in records:  # the set's demo name, not a path stem that a user could rename
             record.update(_cell_fields(name), bin=names[record["bin"]])
         _write_json(target, {"records": records, "model": result["models"][name], "hardware": result["hardware"]})
+
+
+TRAINER_FIELDS = ("margin_weight",)  # candidate keys that are trainer fields, not fields of the term
 
 
 @dataclass(frozen=True)

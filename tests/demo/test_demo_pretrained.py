@@ -139,6 +139,8 @@ def test_bridge2_distils_the_none_student_of_its_seed(grid_run, tmp_path_factory
     tuned = json.loads((out / "tune" / "bridge2_16px_s100_c0" / "run.json").read_text())["config"]
     assert tuned["teacher"] == config["teacher"] and tuned["num_epoch"] == config["num_epoch"]
     assert "bridge2" in json.loads((out / "tune" / "choices.json").read_text())
+    with_margin = json.loads((out / "tune" / "bridge2_16px_s100_c1" / "run.json").read_text())["config"]
+    assert (with_margin["margin_weight"], tuned["margin_weight"]) == (1.0, 0.0)  # a trainer field of a candidate
     assert any(c["left"] == "bridge2" for c in summary["comparisons"])
 
 
