@@ -85,8 +85,10 @@ class DemoPipeline:
         wall_file = self.out / "wall.json"
         recorded = _read_json(wall_file) if wall_file.is_file() else {}
         self.invocations = list(recorded.get("invocations", []))
-        self.wall_before = sum(i["seconds"] for i in self.invocations) if self.invocations else \
-            float(recorded.get("total_s", 0.0))
+        self.wall_before = float(recorded.get("total_s", 0.0))  # the total is the record; the list, its log
+        unlogged = self.wall_before - sum(i["seconds"] for i in self.invocations)
+        if unlogged > 1.0:  # time of invocations made before they were logged (an older wall.json): one entry
+            self.invocations.insert(0, {"started": None, "seconds": round(unlogged, 1), "load_average_at_start": None})
         self.invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": 0.0,
                            "load_average_at_start": _load_average()}
 

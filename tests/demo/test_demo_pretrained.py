@@ -123,6 +123,11 @@ def test_wall_time_adds_up_over_invocations(pretrained_run) -> None:
     assert again["run"]["wall_total_s"] == pytest.approx(sum(i["seconds"] for i in invocations), abs=0.2)
     recorded = json.loads((out / "wall.json").read_text())
     assert recorded["invocations"] == invocations and all("load_average_at_start" in i for i in invocations)
+    # an older wall.json (a total, no log): its time is kept as one unlogged entry
+    (out / "wall.json").write_text(json.dumps({"total_s": 1000.0}))
+    old = DemoPipeline(out, settings, device="cpu", progress=False).run()["run"]
+    assert old["invocations"][0] == {"started": None, "seconds": 1000.0, "load_average_at_start": None}
+    assert old["wall_total_s"] == pytest.approx(1000.0 + old["invocations"][1]["seconds"], abs=0.2)
 
 
 def test_bridge2_distils_the_none_student_of_its_seed(grid_run, tmp_path_factory) -> None:
