@@ -57,16 +57,27 @@ def insightface_check(onnx_file: Path) -> dict[str, Any]:
             "embedding_shape": list(feat.shape)}
 
 
-def accuracies(models: dict[str, Path], bin_path: Path, sizes: tuple[int, ...]) -> dict[str, dict[int, float]]:
-    """``{model: {size: accuracy %}}`` from the evaluation sweep, FaceBN off."""
+def accuracies(models: dict[str, Path], bin_path: Path, sizes: tuple[int, ...]) -> dict[str, Any]:
+    """``{"accuracy": {model: {size: accuracy %}}, "paired": {size: int8 - float32 with its 95 % interval}}`` from
+    the evaluation sweep, FaceBN off; the interval is the paired bootstrap over pairs within folds
+    (:mod:`insightface_lr.eval.paired`): both graphs are scored on the same pairs."""
+    from insightface_lr.eval.paired import paired_difference, unpack_bits
     from insightface_lr.eval.report import SweepConfig, run_sweep
+    from insightface_lr.eval.verification import kfold_ids
 
     config = SweepConfig(sizes=sizes, facebn_modes=("off",), batch_size=64)
     result = run_sweep({k: str(v) for k, v in models.items()}, [bin_path], config=config)
     out: dict[str, dict[int, float]] = {name: {} for name in models}
+    bits: dict[tuple[str, int], Any] = {}
     for record in result["records"]:
         out[record["model"]][record["size"]] = 100 * record["accuracy_mean"]
-    return out
+        bits[(record["model"], record["size"])] = unpack_bits(record["pair_correct"], record["pairs"])
+    paired = {}
+    if "int8" in models and "float32" in models:
+        for size in sizes:
+            int8, float32 = bits[("int8", size)], bits[("float32", size)]
+            paired[size] = paired_difference(int8[None], float32[None], kfold_ids(int8.size, 10)).to_dict()
+    return {"accuracy": out, "paired": paired}
 
 
 def speed(files: dict[str, Path], batch: int, rounds: int, repeats: int) -> dict[str, Any]:
@@ -114,11 +125,11 @@ def run(args, workdir: Path) -> dict[str, Any]:
         "student": str(student), "calibration": str(calibrate), "heldout_check": heldout,
         "file_mb": {k: os.path.getsize(f) / 1e6 for k, f in files.items()},
         "insightface": {k: insightface_check(f) for k, f in files.items()},
-        "synthetic": {"bin": str(bin_path), "accuracy": accuracies(models, bin_path, sizes)},
+        "synthetic": {"bin": str(bin_path), **accuracies(models, bin_path, sizes)},
     }
     real = Path(args.real_bin) if args.real_bin else None
     if real is not None and real.is_file():  # read in place, never copied
-        result["real"] = {"bin": str(real), "accuracy": accuracies(models, real, sizes)}
+        result["real"] = {"bin": str(real), **accuracies(models, real, sizes)}
     result["speed"] = speed(files, args.batch, args.rounds, args.repeats)
     return result
 
@@ -143,7 +154,9 @@ def print_report(result: dict[str, Any], sizes: tuple[int, ...]) -> None:
         print(format_table(rows, ["model", *(f"{s}px %" for s in sizes)]))
         for s in sizes:
             drop = acc["float32"][s] - acc["int8"][s]
-            print(f"{s} px: int8 - float32 = {-drop:+.2f} points (limit -{MAX_ACCURACY_DROP}: "
+            pair = result[lane].get("paired", {}).get(s)
+            interval = f", paired 95 % interval [{pair['low']:+.2f}, {pair['high']:+.2f}]" if pair else ""
+            print(f"{s} px: int8 - float32 = {-drop:+.2f} points{interval} (limit -{MAX_ACCURACY_DROP}: "
                   f"{'ok' if drop <= MAX_ACCURACY_DROP else 'OVER'})")
     sp = result["speed"]
     print(f"\nonnxruntime, 1 thread, batch {sp['batch']} at 112 px (load {sp['load_avg']}): float32 "

@@ -165,12 +165,16 @@ def int8_sentence(summary: dict[str, Any]) -> str:
     for s in sets:
         acc = s["accuracy"]
         for z in acc["int8"]:
-            changes.append(f"{acc['int8'][z] - acc['float32'][z]:+.2f} points on `{Path(s['bin']).name}` at {z} px")
+            pair = s.get("paired", {}).get(str(z))
+            interval = f" [{pair['low']:+.2f}, {pair['high']:+.2f}]" if pair else ""
+            changes.append(f"{acc['int8'][z] - acc['float32'][z]:+.2f}{interval} points on `{Path(s['bin']).name}` "
+                           f"at {z} px")
     held = summary["heldout_check"]
     bound = 0.5 + held.get("standard_error", 0.0)  # the command's default --int8-max-drop plus the check's s.e.
     verdict = "accepts" if -held["change"] <= bound else "refuses"
     return (f"Measured on a `bridge_student` distilled from the pretrained MobileFaceNet on real faces: the int8 "
-            f"package is {size['int8']:.2f} MB ({size['float32']:.2f} MB float32); int8 - float32: "
+            f"package is {size['int8']:.2f} MB ({size['float32']:.2f} MB float32); int8 - float32 (paired 95 % "
+            f"interval where measured): "
             f"{', '.join(changes)}; the export's own check on held-out calibration identities "
             f"{held['change']:+.2f} points, so `export --int8` with its defaults {verdict} it.\n")
 
