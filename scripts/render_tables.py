@@ -238,13 +238,23 @@ def pretrained_verdict(summary: dict[str, Any]) -> str:
 
 
 def pretrained_time(summary: dict[str, Any]) -> str:
-    """The comparison's whole wall time (every invocation of a run resumed across sessions) and machine."""
+    """The comparison's whole wall time (every invocation of a run resumed across sessions) and machine, and how
+    much of it ran beside other work (a load average above the run's own threads + 1 at its start or while it
+    ran) or with its load unknown (time logged before loads were): such time is not an idle measurement."""
     run, hw = summary["run"], summary["run"]["hardware"]
     total = run.get("wall_total_s", run["wall_time_s"])
-    parts = len(run.get("invocations") or [None])
-    return (f"The whole comparison took **{total / 3600:.2f} h** wall ({parts} invocation(s) of the same command, "
-            f"resumed) on {hw['cpu_count']} {hw['cpu']} cores, `--jobs {run.get('jobs', '?')}`, "
-            f"{hw['torch_threads']} torch thread(s) per job, torch {hw['torch']}.\n")
+    invocations = run.get("invocations") or []
+    own = run.get("jobs", 1) * hw["torch_threads"]
+    loads = [[x for x in (i.get("load_average_at_start"), i.get("load_average_max")) if x is not None]
+             for i in invocations]
+    shared = sum(i["seconds"] for i, x in zip(invocations, loads, strict=True) if x and max(x) > own + 1)
+    unknown = sum(i["seconds"] for i, x in zip(invocations, loads, strict=True) if not x)
+    idle = total - shared - unknown
+    return (f"The whole comparison took **{total / 3600:.2f} h** wall ({max(len(invocations), 1)} invocation(s) of "
+            f"the same command, resumed) on {hw['cpu_count']} {hw['cpu']} cores, `--jobs {run.get('jobs', '?')}`, "
+            f"{hw['torch_threads']} torch thread(s) per job, torch {hw['torch']}: {idle / 3600:.2f} h of it alone "
+            f"on the box, {shared / 3600:.2f} h beside other work (load average above {own + 1}), "
+            f"{unknown / 3600:.2f} h with the load not logged.\n")
 
 
 TABLES: dict[str, Table] = {

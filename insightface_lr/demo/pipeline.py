@@ -27,6 +27,7 @@ from ..atomic import atomic_write_bytes
 from ..errors import ConfigError
 from .cells import StudentCell, parse_cell
 from .settings import DemoSettings
+from .wall import WallClock
 
 RECIPES = Path(__file__).resolve().parent / "recipes"  # shipped in the wheel (setup.py package_data)
 
@@ -60,9 +61,7 @@ class DemoPipeline:
         self.jobs, self.threads, self.record, self.extend = jobs, threads, record, extend
         self.data = self.out / "data"
         self.timings: dict[str, float] = {}
-        self.wall_before, self.started = 0.0, time.perf_counter()
-        self.invocations: list[dict[str, Any]] = []
-        self.invocation: dict[str, Any] = {"started": "", "seconds": 0.0, "load_average_at_start": None}
+        self.wall = WallClock(self.out / "wall.json", record=record)
         self.ran: list[str] = []  # stages executed by this invocation (the others were complete already)
 
     # ----- bookkeeping -----
@@ -82,15 +81,7 @@ class DemoPipeline:
             _write_json(path, self.settings.to_dict())
         timing_file = self.out / "timings.json"
         self.timings = _read_json(timing_file) if timing_file.is_file() else {}
-        wall_file = self.out / "wall.json"
-        recorded = _read_json(wall_file) if wall_file.is_file() else {}
-        self.invocations = list(recorded.get("invocations", []))
-        self.wall_before = float(recorded.get("total_s", 0.0))  # the total is the record; the list, its log
-        unlogged = self.wall_before - sum(i["seconds"] for i in self.invocations)
-        if unlogged > 1.0:  # time of invocations made before they were logged (an older wall.json): one entry
-            self.invocations.insert(0, {"started": None, "seconds": round(unlogged, 1), "load_average_at_start": None})
-        self.invocation = {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": 0.0,
-                           "load_average_at_start": _load_average()}
+        self.wall.load()
 
     def _stage(self, name: str, done: bool, work) -> None:
         """Run ``work()`` unless ``done``; record its wall time under ``name`` (kept across resumes)."""
@@ -106,19 +97,7 @@ class DemoPipeline:
         self.ran += ran
         if self.record:
             _write_json(self.out / "timings.json", self.timings)
-            self.invocation["seconds"] = round(time.perf_counter() - self.started, 1)
-            _write_json(self.out / "wall.json", {"total_s": round(self.wall_total(), 1),
-                                                 "invocations": [*self.invocations, self.invocation]})
-
-    def wall_total(self) -> float:
-        """Wall seconds of every invocation that worked in this folder, this one up to now: a run resumed across
-        sessions reports its whole time (each invocation's time is saved as each stage ends)."""
-        return self.wall_before + (time.perf_counter() - self.started)
-
-    def wall_record(self) -> dict[str, Any]:
-        """Every invocation's start, seconds and the load average it started under (another job on the box
-        slows every stage: a time measured beside one says so)."""
-        return {"wall_total_s": round(self.wall_total(), 1), "invocations": [*self.invocations, self.invocation]}
+        self.wall.save()  # as each stage ends, besides the heartbeat
 
     def say(self, text: str) -> None:
         if self.progress:
@@ -137,13 +116,18 @@ class DemoPipeline:
 
     def _run(self) -> dict[str, Any]:
         from . import nets  # noqa: F401  registers demo_hr_net before any model file is loaded
+
+        start = time.perf_counter()
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._check_settings()
+        with self.wall.beating():  # a killed invocation (a session that ends) loses at most one beat of its time
+            return self._stages(start)
+
+    def _stages(self, start: float) -> dict[str, Any]:
         from .parallel import run_tasks
         from .summary import build_summary, write_outputs
         from .tuning import choose_weights, tuning_cells
 
-        start = self.started = time.perf_counter()
-        self.out.mkdir(parents=True, exist_ok=True)
-        self._check_settings()
         self._stage("data", (self.data / "complete.json").is_file(), self.make_data)
         if not self.settings.teacher_model:
             self._stage("teacher", self.teacher.is_file(), lambda: self.train(
@@ -164,7 +148,7 @@ class DemoPipeline:
         summary = build_summary(records, self.settings, self.timings, time.perf_counter() - start, self.device,
                                 ran=self.ran)
         self.add_timings({}, [])  # the invocation's seconds into wall.json, even when no stage was left to run
-        summary["run"].update(jobs=self.jobs, threads_per_job=self.threads, **self.wall_record())
+        summary["run"].update(jobs=self.jobs, threads_per_job=self.threads, **self.wall.record())
         summary.update(tuning=choices, data=_read_json(self.data / "complete.json"))
         write_outputs(summary, self.out)
         return summary
@@ -378,14 +362,6 @@ OWN_RECIPES: dict[str, OwnRecipe] = {
     "bridge": OwnRecipe(),
     "bridge2": OwnRecipe("demo_bridge2.py", term="feat", budget=False),
 }
-
-
-def _load_average() -> float | None:
-    """The 1-minute load average (None where the platform has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return None
 
 
 def _suffix(regime: str) -> str:

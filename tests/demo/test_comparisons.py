@@ -101,3 +101,17 @@ def test_paired_and_sizes_tables(load_script) -> None:
     sizes = tables.pretrained_sizes(summary)
     # none: 80 % at 112 px (16 of 20), 50 % at 16 px; mean 65; 112 px - teacher (100 %) = -20, shown worse
     assert "| none | 80.0 | 50.0 | 65.0 | -20.0 [" in sizes and "**worse** |" in sizes
+
+
+def test_time_sentence_splits_idle_shared_and_unlogged(load_script) -> None:
+    tables = load_script("render_tables")
+    hardware = {"cpu_count": 2, "cpu": "Intel", "torch_threads": 1, "torch": "2.13.0"}
+    invocations = [{"started": None, "seconds": 3600.0, "load_average_at_start": None},
+                   {"started": "t", "seconds": 1800.0, "load_average_at_start": 0.1, "load_average_max": 5.0},
+                   {"started": "t", "seconds": 7200.0, "load_average_at_start": 0.2, "load_average_max": 2.4}]
+    run = {"wall_total_s": 12600.0, "wall_time_s": 7200.0, "jobs": 2, "hardware": hardware,
+           "invocations": invocations}
+    text = tables.pretrained_time({"run": run})
+    assert "**3.50 h** wall (3 invocation(s)" in text
+    assert "2.00 h of it alone on the box, 0.50 h beside other work (load average above 3), 1.00 h with the load" \
+        in text
