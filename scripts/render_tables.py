@@ -240,15 +240,18 @@ def pretrained_verdict(summary: dict[str, Any]) -> str:
 def pretrained_time(summary: dict[str, Any]) -> str:
     """The comparison's whole wall time (every invocation of a run resumed across sessions) and machine, and how
     much of it ran beside other work (a load average above the run's own threads + 1 at its start or while it
-    ran) or with its load unknown (time logged before loads were): such time is not an idle measurement."""
+    ran, or marked ``beside_other_work`` where the load was not logged but the other work is known) or with its
+    load unknown (time logged before loads were): such time is not an idle measurement."""
     run, hw = summary["run"], summary["run"]["hardware"]
     total = run.get("wall_total_s", run["wall_time_s"])
     invocations = run.get("invocations") or []
     own = run.get("jobs", 1) * hw["torch_threads"]
     loads = [[x for x in (i.get("load_average_at_start"), i.get("load_average_max")) if x is not None]
              for i in invocations]
-    shared = sum(i["seconds"] for i, x in zip(invocations, loads, strict=True) if x and max(x) > own + 1)
-    unknown = sum(i["seconds"] for i, x in zip(invocations, loads, strict=True) if not x)
+    beside = [i.get("beside_other_work") or bool(x and max(x) > own + 1) for i, x in zip(invocations, loads,
+                                                                                          strict=True)]
+    shared = sum(i["seconds"] for i, b in zip(invocations, beside, strict=True) if b)
+    unknown = sum(i["seconds"] for i, x, b in zip(invocations, loads, beside, strict=True) if not x and not b)
     idle = total - shared - unknown
     return (f"The whole comparison took **{total / 3600:.2f} h** wall ({max(len(invocations), 1)} invocation(s) of "
             f"the same command, resumed) on {hw['cpu_count']} {hw['cpu']} cores, `--jobs {run.get('jobs', '?')}`, "

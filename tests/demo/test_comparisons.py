@@ -115,3 +115,6 @@ def test_time_sentence_splits_idle_shared_and_unlogged(load_script) -> None:
     assert "**3.50 h** wall (3 invocation(s)" in text
     assert "2.00 h of it alone on the box, 0.50 h beside other work (load average above 3), 1.00 h with the load" \
         in text
+    invocations[0]["beside_other_work"] = True  # known from the session's log though its load was not recorded
+    text = tables.pretrained_time({"run": run})
+    assert "1.50 h beside other work (load average above 3), 0.00 h with the load" in text
