@@ -117,7 +117,7 @@ def pretrained_table(summary: dict[str, Any]) -> str:
 
     s, h, on = summary["settings"], summary["settings"]["headline_size"], summary["settings"]["facebn_mode"]
     tests, regime = [b for b in report_bins(s) if b != "val"], s["regimes"][0]
-    head = [f"model ({h} px unless named)", "seeds", "chosen weight"]
+    head = [f"model ({h} px unless named)", "seeds", "chosen on val.bin"]
     head += [col for b in tests for col in (f"{b}.bin", "- none (per seed)", f"{b}.bin + FaceBN {on}")]
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for size, mode in [(112, "off")] + [(h, m) for m in dict.fromkeys(["off", on, *s.get("facebn_extra", ())])]:
@@ -128,13 +128,15 @@ def pretrained_table(summary: dict[str, Any]) -> str:
                                                                                 else "")
             lines.append("| " + " | ".join([name, "1", ""] + [x for c in found for x in (_fmt(c), "", "")]) + " |")
     for m in [m for m in METHODS if m in s["methods"]]:
-        chosen = summary.get("tuning", {}).get(m, {}).get("weight")
+        tuned = summary.get("tuning", {}).get(m, {})
+        chosen = tuned.get("label") or (f"w{tuned['weight']:g}" if tuned.get("weight") is not None else "")
         cells = [(_fmt(_cell(summary, m, regime, b, "off")),
                   "" if m == "none" else _gap(summary, (m, b, "off"), ("none", b, "off"), regime),
                   _fmt(_cell(summary, m, regime, b, on))) for b in tests]
         n = max((c["n"] for b in tests if (c := _cell(summary, m, regime, b, "off"))), default=0)
-        name = f"{m} (tiny student, native {h} px)" if m == "bridge" else m
-        row = [name, str(n), f"{chosen:g}" if chosen is not None else ""] + [x for c in cells for x in c]
+        name = {"bridge": f"bridge (tiny student, native {h} px)",
+                "bridge2": f"bridge2 (tiny student, native {h} px, from none)"}.get(m, m)
+        row = [name, str(n), chosen] + [x for c in cells for x in c]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
