@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+SMALL_GOAL = 86.0  # issue 32: the two-step tiny student's goal on dev.bin at 16 px (the bar: the teacher as it is)
 MARKED = re.compile(r"(<!-- table:([\w-]+) -->\n)(.*?)(<!-- /table:\2 -->)", re.DOTALL)
 
 
@@ -239,6 +240,24 @@ def pretrained_verdict(summary: dict[str, Any]) -> str:
             f"{best}.\n")
 
 
+def pretrained_small(summary: dict[str, Any]) -> str:
+    """Issue 32's bar in words: the two-step tiny student (``bridge2``) - the teacher as it is at the headline size
+    on the first test bin, with its interval, and its mean accuracy at the headline size against the goal."""
+    from insightface_lr.demo.comparisons import find, interval_text
+    from insightface_lr.demo.summary import report_bins
+
+    s = summary["settings"]
+    h, first = s["headline_size"], report_bins(s)[0]
+    small = find(summary.get("comparisons", []), "bridge2", "teacher", f"{h} px")
+    if small is None:
+        return "No two-step tiny student (`bridge2`) in this run.\n"
+    mean = _cell(summary, "bridge2", s["regimes"][0], first, "off")
+    reached = mean is not None and mean["mean"] >= SMALL_GOAL
+    return (f"The two-step tiny student (`bridge2`, native {h} px) on `{first}.bin` at {h} px over "
+            f"{small['seeds']} seeds: {_fmt(mean)}; minus the teacher as it is {interval_text(small)}; the goal, a "
+            f"mean of {SMALL_GOAL:g} or more, {'holds' if reached else 'is not reached'}.\n")
+
+
 def pretrained_time(summary: dict[str, Any]) -> str:
     """The comparison's whole wall time (every invocation of a run resumed across sessions) and machine, and how
     much of it ran beside other work (a load average above the run's own threads + 1 at its start or while it
@@ -277,6 +296,7 @@ TABLES: dict[str, Table] = {
     "pretrained_sizes": Table("docs/pretrained/summary.json", pretrained_sizes),
     "pretrained_verdict": Table("docs/pretrained/summary.json", pretrained_verdict),
     "pretrained_time": Table("docs/pretrained/summary.json", pretrained_time),
+    "pretrained_small": Table("docs/pretrained/summary.json", pretrained_small),
     "synthetic_claims": Table("docs/demo/both/summary.json", claims_list),
     "real_subset": Table("docs/real_faces/summary.json",
                          partial(real_table, regime="subset", facebn="calibrate", weights=True)),

@@ -19,6 +19,9 @@ from ..eval.paired import paired_difference, unpack_bits
 from ..eval.verification import kfold_ids
 
 METRICS = {"accuracy": "pair_correct", "val": "pair_accept"}
+# native low-resolution students (not copies of the teacher): each is also compared with the teacher as it is at
+# the same probe sizes, the model it replaces on a small device (issue 32: beat it at 16 px)
+SMALL_STUDENTS = ("bridge", "bridge2")
 Variant = tuple[str, str]  # (method, FaceBN mode)
 
 
@@ -74,8 +77,9 @@ def compare(records: list[dict[str, Any]], left: Variant, right: Variant, regime
 
 
 def build_comparisons(records: list[dict[str, Any]], settings: dict[str, Any], first_bin: str) -> list[dict[str, Any]]:
-    """Every variant against ``none`` (and aird against kd) on ``first_bin``, per regime: accuracy and VAL at the
-    headline size and over the students' probe sizes; every variant's 112-px accuracy against the teacher's."""
+    """Every variant against ``none`` (aird against kd, a small native student against the teacher as it is) on
+    ``first_bin``, per regime: accuracy and VAL at the headline size and over the students' probe sizes; every
+    variant's 112-px accuracy against the teacher's."""
     h, on = settings["headline_size"], settings["facebn_mode"]
     student_sizes = tuple(settings.get("student_eval_sizes") or settings["eval_sizes"])
     wheres = [(f"{h} px", (h,))] + ([("over sizes", student_sizes)] if len(student_sizes) > 1 else [])
@@ -83,6 +87,7 @@ def build_comparisons(records: list[dict[str, Any]], settings: dict[str, Any], f
     variants = [(m, "off") for m in methods] + [(m, on) for m in methods if _has(records, m, on)]
     pairs = [(v, ("none", "off")) for v in variants if v != ("none", "off")]
     pairs += [(("aird", "off"), ("kd", "off"))] if {"aird", "kd"} <= set(methods) else []
+    pairs += [((m, "off"), ("teacher", "off")) for m in SMALL_STUDENTS if m in methods]
     out = []
     for regime in settings["regimes"]:
         for (left, right) in pairs:

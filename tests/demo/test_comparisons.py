@@ -118,3 +118,25 @@ def test_time_sentence_splits_idle_shared_and_unlogged(load_script) -> None:
     invocations[0]["beside_other_work"] = True  # known from the session's log though its load was not recorded
     text = tables.pretrained_time({"run": run})
     assert "1.50 h beside other work (load average above 3), 0.00 h with the load" in text
+
+
+def test_a_small_native_student_is_compared_with_the_teacher_as_it_is() -> None:
+    """bridge2 (issue 32) against the teacher at 16 px: 15/20 vs the teacher's 20/20 = -25 points on each seed."""
+    records = make_records() + [record("bridge2", seed, z, right_first(15)) for seed in (0, 1) for z in (112, 16)]
+    comps = build_comparisons(records, {**SETTINGS, "methods": ("none", "kd", "aird", "bridge2")}, "dev")
+    small = find(comps, "bridge2", "teacher", "16 px")
+    assert small["difference"] == -25.0 and small["verdict"] == "worse" and small["seeds"] == 2
+    assert find(comps, "bridge2", "none", "16 px")["difference"] == 25.0  # none is right on its first 10
+    assert find(comps, "aird", "teacher", "16 px") is None  # copies of the teacher are compared with none
+
+
+def test_small_student_sentence(load_script) -> None:
+    tables = load_script("render_tables")
+    records = make_records() + [record("bridge2", seed, z, right_first(15)) for seed in (0, 1) for z in (112, 16)]
+    summary = summary_of(records, 1.0)
+    assert tables.pretrained_small(summary).startswith("No two-step tiny student")  # not among the methods
+    summary["settings"]["methods"] = ("none", "kd", "aird", "bridge2")
+    summary["comparisons"] = build_comparisons(records, summary["settings"], "dev")
+    text = tables.pretrained_small(summary)
+    assert "over 2 seeds: 75.0 ± 0.0; minus the teacher as it is -25.0 [" in text and "] **worse**;" in text
+    assert text.endswith("is not reached.\n")
