@@ -266,7 +266,8 @@ def pretrained_time(summary: dict[str, Any]) -> str:
     run, hw = summary["run"], summary["run"]["hardware"]
     total = run.get("wall_total_s", run["wall_time_s"])
     invocations = run.get("invocations") or []
-    own = run.get("jobs", 1) * hw["torch_threads"]
+    threads = run.get("threads_per_job", hw["torch_threads"])  # the workers' threads, not the main process's
+    own = run.get("jobs", 1) * threads
     loads = [[x for x in (i.get("load_average_at_start"), i.get("load_average_max")) if x is not None]
              for i in invocations]
     beside = [i.get("beside_other_work") or bool(x and max(x) > own + 1) for i, x in zip(invocations, loads,
@@ -276,7 +277,7 @@ def pretrained_time(summary: dict[str, Any]) -> str:
     idle = total - shared - unknown
     return (f"The whole comparison took **{total / 3600:.2f} h** wall ({max(len(invocations), 1)} invocation(s) of "
             f"the same command, resumed) on {hw['cpu_count']} {hw['cpu']} cores, `--jobs {run.get('jobs', '?')}`, "
-            f"{hw['torch_threads']} torch thread(s) per job, torch {hw['torch']}: {idle / 3600:.2f} h of it alone "
+            f"{threads} torch thread(s) per job, torch {hw['torch']}: {idle / 3600:.2f} h of it alone "
             f"on the box, {shared / 3600:.2f} h beside other work (load average above {own + 1}), "
             f"{unknown / 3600:.2f} h with the load not logged.\n")
 
