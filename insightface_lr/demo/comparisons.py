@@ -77,9 +77,9 @@ def compare(records: list[dict[str, Any]], left: Variant, right: Variant, regime
 
 
 def build_comparisons(records: list[dict[str, Any]], settings: dict[str, Any], first_bin: str) -> list[dict[str, Any]]:
-    """Every variant against ``none`` (aird against kd, a small native student against the teacher as it is) on
-    ``first_bin``, per regime: accuracy and VAL at the headline size and over the students' probe sizes; every
-    variant's 112-px accuracy against the teacher's."""
+    """Every variant against ``none`` (aird against kd, a small native student against the teacher as it is, the
+    teacher with FaceBN against without) on ``first_bin``, per regime: accuracy and VAL at the headline size and
+    over the students' probe sizes; every variant's 112-px accuracy against the teacher's."""
     h, on = settings["headline_size"], settings["facebn_mode"]
     student_sizes = tuple(settings.get("student_eval_sizes") or settings["eval_sizes"])
     wheres = [(f"{h} px", (h,))] + ([("over sizes", student_sizes)] if len(student_sizes) > 1 else [])
@@ -88,6 +88,7 @@ def build_comparisons(records: list[dict[str, Any]], settings: dict[str, Any], f
     pairs = [(v, ("none", "off")) for v in variants if v != ("none", "off")]
     pairs += [(("aird", "off"), ("kd", "off"))] if {"aird", "kd"} <= set(methods) else []
     pairs += [((m, "off"), ("teacher", "off")) for m in SMALL_STUDENTS if m in methods]
+    pairs += [(("teacher", on), ("teacher", "off"))] if _has(records, "teacher", on) else []  # FaceBN alone
     out = []
     for regime in settings["regimes"]:
         for (left, right) in pairs:

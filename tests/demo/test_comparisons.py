@@ -140,3 +140,13 @@ def test_small_student_sentence(load_script) -> None:
     text = tables.pretrained_small(summary)
     assert "over 2 seeds: 75.0 ± 0.0; minus the teacher as it is -25.0 [" in text and "] **worse**;" in text
     assert text.endswith("is not reached.\n")
+
+
+def test_facebn_on_the_teacher_alone() -> None:
+    """The teacher's one run with FaceBN against without: 16 px 20/20 vs 12/20 = +40 points, one 'seed'."""
+    records = make_records()
+    records = [r if r["method"] != "teacher" or r["size"] != 16 else record("teacher", None, 16, right_first(12))
+               for r in records] + [record("teacher", None, z, right_first(20), "calibrate@0.25") for z in (112, 16)]
+    found = find(build_comparisons(records, SETTINGS, "dev"), "teacher + FaceBN", "teacher", "16 px")
+    assert found["difference"] == 40.0 and found["seeds"] == 1 and found["verdict"] == "better"
+    assert find(build_comparisons(make_records(), SETTINGS, "dev"), "teacher + FaceBN", "teacher", "16 px") is None
