@@ -100,15 +100,15 @@ def speed(files: dict[str, Path], batch: int, rounds: int, repeats: int) -> dict
             "samples": rates, "ratio_int8_to_float32": statistics.median(ratios), "load_avg": load_average()}
 
 
-def tiny_inputs(folder: Path) -> tuple[Path, Path, Path]:
-    """A random 16-px student, a generated train.rec (calibration) and test.bin."""
+def tiny_inputs(folder: Path, seed: int = 0) -> tuple[Path, Path, Path]:
+    """A random 16-px student (``seed``), a generated train.rec (calibration) and test.bin."""
     import torch
 
     from insightface_lr.data.synthetic import write_synthetic_dataset
     from insightface_lr.models import get_backbone
     from insightface_lr.models.teacher import save_student
 
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     student = save_student(folder / "student.pt", get_backbone("bridge_student", input_size=16).eval(),
                            network="bridge_student", kwargs={"input_size": 16, "embedding_size": 128})
     write_synthetic_dataset(folder / "data", train_ids=4, test_ids=8, images_per_identity=4, pairs=40, seed=0)

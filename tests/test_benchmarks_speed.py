@@ -90,3 +90,20 @@ def test_int8_script(tmp_path, keep_threads, capsys) -> None:
     assert speed["ratio_int8_to_float32"] == pytest.approx(sorted(ratios)[0] / 2 + sorted(ratios)[1] / 2)
     printed = capsys.readouterr().out
     assert "int8 package file" in printed and "int8 - float32 =" in printed and "int8 / float32 x" in printed
+
+
+def test_int8_seeds_script(tmp_path, keep_threads, capsys) -> None:
+    """Two students pooled: the pooled difference is the mean of their own changes (same pairs, equal weights)."""
+    from benchmarks import int8_seeds
+
+    out = tmp_path / "int8_seeds.json"
+    assert int8_seeds.main(["--tiny", "--out", str(out)]) == 0
+    data = json.loads(out.read_text())
+    assert len(data["students"]) == 2
+    (bin_path, by_size), = data["pooled"].items()
+    pooled = by_size["16"]
+    own = [row["accuracy"][bin_path]["int8@16"] - row["accuracy"][bin_path]["float32@16"] for row in data["students"]]
+    assert pooled["seeds"] == 2 and pooled["low"] <= pooled["difference"] <= pooled["high"]
+    assert pooled["per_seed"] == pytest.approx(own, abs=1e-6)  # 10 equal folds: the fold mean is the plain mean
+    assert pooled["mean_within_limit"] == (pooled["difference"] >= -0.5)
+    assert "over 2 students: int8 - float32" in capsys.readouterr().out
