@@ -133,7 +133,8 @@ def pretrained_table(summary: dict[str, Any]) -> str:
         chosen = tuned.get("label") or (f"w{tuned['weight']:g}" if tuned.get("weight") is not None else "")
         cells = [(_fmt(_cell(summary, m, regime, b, "off")),
                   "" if m == "none" else _gap(summary, (m, b, "off"), ("none", b, "off"), regime),
-                  _fmt(_cell(summary, m, regime, b, on))) for b in tests]
+                  _fmt(_cell(summary, m, regime, b, on)) if _cell(summary, m, regime, b, on) else "")
+                 for b in tests]
         n = max((c["n"] for b in tests if (c := _cell(summary, m, regime, b, "off"))), default=0)
         name = {"bridge": f"bridge (tiny student, native {h} px)",
                 "bridge2": f"bridge2 (tiny student, native {h} px, from none)"}.get(m, m)
@@ -234,10 +235,19 @@ def pretrained_verdict(summary: dict[str, Any]) -> str:
     shown = [c for c in comps if c["right"] == "none" and c["where"] == where and c["metric"] == "accuracy"
              and c["verdict"] == "better"]
     best = ", ".join(f"`{c['left']}` {interval_text(c)}" for c in shown) or "none of them"
+    none, teacher_hr = _cell(summary, "none", s["regimes"][0], first, "off"), _hr_teacher(summary, first)
+    gap = (f" The plain fine-tune reaches {none['mean']:.1f} at {where}, {teacher_hr - none['mean']:.1f} points "
+           f"below the teacher's own {teacher_hr:.1f} at 112 px." if none and teacher_hr is not None else "")
     return (f"On `{first}.bin` at {where} over {aird['seeds']} seeds: `aird` - `none` {interval_text(aird)} "
             f"(the bar, >= +{margin:g} with the interval above 0, {'holds' if holds else 'does NOT hold'}); "
             f"`aird` - `kd` {interval_text(kd)}. Shown better than the plain fine-tune in accuracy at {where}: "
-            f"{best}.\n")
+            f"{best}.{gap}\n")
+
+
+def _hr_teacher(summary: dict[str, Any], bin_name: str) -> float | None:
+    """The teacher's own accuracy at 112 px on ``bin_name`` (FaceBN off)."""
+    return next((a["mean"] for a in summary["aggregate"] if (a["method"], a["bin"], a["size"], a["facebn"]) ==
+                 ("teacher", bin_name, 112, "off")), None)
 
 
 def pretrained_small(summary: dict[str, Any]) -> str:

@@ -90,7 +90,10 @@ def test_verdict_sentence_flips_with_the_bar(load_script) -> None:
             for r in records]
     text = tables.pretrained_verdict(summary_of(tied, 1.0))
     assert "`aird` - `none` +0.0 [+0.0, +0.0] tie" in text and "does NOT hold" in text
-    assert text.endswith("in accuracy at 16 px: none of them.\n")
+    assert "in accuracy at 16 px: none of them." in text
+    # none right on 10 of 20 at 16 px, the teacher on all 20 at 112 px
+    assert text.endswith("The plain fine-tune reaches 50.0 at 16 px, 50.0 points below the teacher's own 100.0 "
+                         "at 112 px.\n")
 
 
 def test_paired_and_sizes_tables(load_script) -> None:
