@@ -121,11 +121,13 @@ class DemoPipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         self._check_settings()
         with self.wall.beating():  # a killed invocation (a session that ends) loses at most one beat of its time
-            return self._stages(start)
+            choices, names = self._stages()
+        # the heartbeat has stopped: the summary's wall record and wall.json are the same numbers
+        return self._summarise(start, choices, names)
 
-    def _stages(self, start: float) -> dict[str, Any]:
+    def _stages(self) -> tuple[dict[str, Any], list[str]]:
+        """Every stage (each skipped when done); returns the tuning choices and the names of every model."""
         from .parallel import run_tasks
-        from .summary import build_summary, write_outputs
         from .tuning import choose_weights, tuning_cells
 
         self._stage("data", (self.data / "complete.json").is_file(), self.make_data)
@@ -143,7 +145,11 @@ class DemoPipeline:
         run_tasks(self, self.prerequisites() + tuning)
         choices = choose_weights(self.settings, self.out, tuning)
         run_tasks(self, self.model_names())  # train (students) and evaluate every model
-        names = ["teacher"] + [c.name for c in self.cells()] + tuning
+        return choices, ["teacher"] + [c.name for c in self.cells()] + tuning
+
+    def _summarise(self, start: float, choices: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        from .summary import build_summary, write_outputs
+
         records = [r for name in names for r in _read_json(self.out / "eval" / f"{name}.json")["records"]]
         summary = build_summary(records, self.settings, self.timings, time.perf_counter() - start, self.device,
                                 ran=self.ran)

@@ -53,7 +53,10 @@ class WallClock:
         return self.before + (time.perf_counter() - self.started)
 
     def record(self) -> dict[str, Any]:
-        return {"wall_total_s": round(self.total(), 1), "invocations": [*self.invocations, dict(self.invocation)]}
+        """What the last ``save()`` wrote (the summary and wall.json must agree to the tenth of a second)."""
+        with self._lock:
+            total = round(self.before + self.invocation["seconds"], 1)
+            return {"wall_total_s": total, "invocations": [*self.invocations, dict(self.invocation)]}
 
     def save(self) -> None:
         """This invocation's seconds (and the highest load seen) into the file, atomically."""
