@@ -17,7 +17,7 @@ identities; reported on `dev.bin` (40 people in neither training file). From `do
 <!-- /table:pretrained_verdict -->
 
 Each method - `none` (the plain low-resolution fine-tune) over the same seeds and pairs, with its 95 % interval
-([docs/evaluation.md](docs/evaluation.md#paired-differences-is-a-method-better-or-is-it-a-tie); VAL@FAR=1e-3 on
+([docs/evaluation.md](docs/evaluation.md); VAL@FAR=1e-3 on
 1,200 pairs is the weaker evidence); **better** or **worse** only when the interval excludes 0:
 
 <!-- table:pretrained_paired -->
