@@ -164,6 +164,20 @@ def print_report(result: dict[str, Any], sizes: tuple[int, ...]) -> None:
           f"int8 / float32 x{sp['ratio_int8_to_float32']:.2f} (median of per-round ratios)")
 
 
+def run_single_threaded(run_fn, args) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``run_fn(args, workdir)`` on 1 torch thread in a temporary folder, after printing the machine."""
+    from insightface_lr.runtime import apply_thread_env
+
+    apply_thread_env()
+    import torch
+
+    torch.set_num_threads(1)
+    info = machine_info()
+    print(describe(info))
+    with tempfile.TemporaryDirectory() as tmp:
+        return info, run_fn(args, Path(tmp))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = base_parser(__doc__.splitlines()[0], "runs/bench/int8.json")
     parser.add_argument("--student", help="student .pt (save_student) to export")
@@ -181,16 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         args.batch, args.rounds, args.repeats, args.calibrate_limit, args.real_bin = 4, 2, 1, 16, None
     elif not (args.student and args.calibrate and args.bin):
         parser.error("--student, --calibrate and --bin are required (or --tiny)")
-    from insightface_lr.runtime import apply_thread_env
-
-    apply_thread_env()
-    import torch
-
-    torch.set_num_threads(1)
-    info = machine_info()
-    print(describe(info))
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run(args, Path(tmp))
+    info, result = run_single_threaded(run, args)
     print_report(result, tuple(int(s) for s in args.sizes.split(",")))
     write_json(args.out, {"benchmark": "int8", "machine": info, **result})
     print(f"wrote {args.out}")

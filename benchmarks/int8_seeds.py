@@ -14,12 +14,11 @@ generated set (checks that the script runs; its accuracies mean nothing).
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 from typing import Any
 
-from .common import base_parser, describe, machine_info, write_json
-from .int8 import MAX_ACCURACY_DROP, tiny_inputs, write_packages
+from .common import base_parser, write_json
+from .int8 import MAX_ACCURACY_DROP, run_single_threaded, tiny_inputs, write_packages
 
 
 def pair_bits(models: dict[str, Path], bin_path: Path, sizes: tuple[int, ...]) -> dict[tuple[str, int], Any]:
@@ -95,16 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         args.calibrate_limit = 16
     elif not (args.students and args.calibrate):
         parser.error("--students and --calibrate are required (or --tiny)")
-    from insightface_lr.runtime import apply_thread_env
-
-    apply_thread_env()
-    import torch
-
-    torch.set_num_threads(1)
-    info = machine_info()
-    print(describe(info))
-    with tempfile.TemporaryDirectory() as tmp:
-        result = run(args, Path(tmp))
+    info, result = run_single_threaded(run, args)
     print_report(result)
     write_json(args.out, {"benchmark": "int8_seeds", "machine": info, **result})
     print(f"wrote {args.out}")
